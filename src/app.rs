@@ -1,0 +1,105 @@
+//! Wiring: the store, the WeChat webhook, the Vonage platform, the outbox worker and the router,
+//! built from a `Config`. `Application::build` binds the listener (port 0 works: tests use it);
+//! `run_until_stopped` serves until the shutdown future resolves, then stops the worker.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::http::wechat::WeChatWebhook;
+use crate::http::{AppState, router};
+use crate::relay::worker::Worker;
+use crate::store::Store;
+use crate::vonage::VonagePlatform;
+use crate::vonage::client::VonageClient;
+use crate::vonage::jwt::JwtMinter;
+use crate::wechat::crypto::MessageCrypto;
+
+/// Whether the outbox worker runs by itself or is driven by the caller (tests, step by step).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerMode {
+    Background,
+    Manual,
+}
+
+/// A built, not yet running, bridge.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    worker: Arc<Worker<VonagePlatform>>,
+    mode: WorkerMode,
+}
+
+impl Application {
+    /// Opens and migrates the database, builds the clients and binds `config.listen`.
+    pub async fn build(config: Config, mode: WorkerMode) -> anyhow::Result<Self> {
+        let store = Store::connect(&config.database_url).await.context("cannot open the database")?;
+        store.migrate().await.context("cannot migrate the database")?;
+        let crypto = match &config.wechat.encoding_aes_key {
+            Some(key) => Some(MessageCrypto::new(key.expose(), &config.wechat.app_id).context("WECHAT_ENCODING_AES_KEY")?),
+            None => None,
+        };
+        let wechat = Arc::new(WeChatWebhook {
+            token: config.wechat.token.expose().to_string(),
+            crypto,
+            max_timestamp_skew_secs: config.wechat.max_timestamp_skew_secs,
+        });
+        let jwt = JwtMinter::new(&config.vonage.application_id, config.vonage.private_key_pem.expose())
+            .context("VONAGE_PRIVATE_KEY")?;
+        let platform = VonagePlatform::new(
+            VonageClient::new(&config.vonage.api_base, jwt),
+            store.clone(),
+            config.vonage.conversation_id.clone(),
+        );
+        let wake = Arc::new(Notify::new());
+        let worker = Arc::new(Worker::new(store.clone(), Arc::new(platform), config.relay.clone(), wake.clone()));
+        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+        Ok(Self { listener, state: AppState { store, wechat, wake }, worker, mode })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    /// The worker, for callers that drive it step by step (`WorkerMode::Manual`).
+    pub fn worker(&self) -> Arc<Worker<VonagePlatform>> {
+        self.worker.clone()
+    }
+
+    /// Serves until `shutdown` resolves; in-flight requests finish, the worker stops between jobs.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let worker_task = (self.mode == WorkerMode::Background).then(|| {
+            let worker = self.worker.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                worker
+                    .run(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+            })
+        });
+        let app = router(self.state);
+        tracing::info!(addr = %self.listener.local_addr()?, "wechat-bridge listening");
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            })
+            .await;
+        if let Some(task) = worker_task {
+            let _ = task.await;
+        }
+        result
+    }
+}

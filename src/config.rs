@@ -1,0 +1,246 @@
+//! Configuration: environment variables, optionally layered over a TOML file.
+//!
+//! The names are fixed by DESIGN.md ("Configuration"). A `--config FILE.toml` may hold the same keys
+//! in lower case; the environment wins. Everything is validated here, at start, so `serve` stops
+//! with one line naming the problem instead of failing on the first message.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::vonage::jwt::JwtMinter;
+use crate::wechat::crypto::MessageCrypto;
+
+/// A secret string (app secret, token, private key): never printed by `Debug` or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret value, for the one place that needs it (signing, a request body).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// Why the configuration cannot be used. Each message is one line naming the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("missing required setting {0}")]
+    Missing(&'static str),
+    #[error("invalid {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+    #[error("cannot read config file {path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+/// The WeChat Official Account side.
+#[derive(Debug, Clone)]
+pub struct WeChatConfig {
+    pub token: Secret,
+    pub app_id: String,
+    pub app_secret: Secret,
+    /// Present when safe/compatible mode is configured (43-char EncodingAESKey).
+    pub encoding_aes_key: Option<Secret>,
+    pub api_base: String,
+    /// Pushes whose `timestamp` is further than this from now are rejected; 0 turns it off.
+    pub max_timestamp_skew_secs: u64,
+}
+
+/// The Vonage application side.
+#[derive(Debug, Clone)]
+pub struct VonageConfig {
+    pub application_id: String,
+    pub private_key_pem: Secret,
+    pub api_base: String,
+    pub signature_secret: Option<Secret>,
+    /// Single-conversation mode of the reference integration.
+    pub conversation_id: Option<String>,
+    pub api_key: Option<String>,
+    pub api_secret: Option<Secret>,
+}
+
+/// Outbox tuning. Not in DESIGN.md's fixed table: extra keys, with production defaults.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// First retry delay; doubles each attempt (with jitter) up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Attempts before a job is marked `failed` for good.
+    pub max_attempts: u32,
+    /// How long a claimed job stays claimed; a crashed worker's job is claimed again after it.
+    pub lease: Duration,
+    /// How often an idle worker looks for due jobs (it is also woken at once by new work).
+    pub poll_interval: Duration,
+    /// Number of jobs claimed (and run concurrently, one per contact) at a time.
+    pub batch_size: u32,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+            max_attempts: 12,
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(500),
+            batch_size: 32,
+        }
+    }
+}
+
+/// The whole configuration of `serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub public_url: Option<String>,
+    pub admin_token: Option<Secret>,
+    pub wechat: WeChatConfig,
+    pub vonage: VonageConfig,
+    pub relay: RelayConfig,
+}
+
+impl Config {
+    /// Reads the environment, layered over `file` when given.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let file_values = match file {
+            Some(path) => read_toml(path)?,
+            None => HashMap::new(),
+        };
+        Self::from_lookup(|key| {
+            std::env::var(key)
+                .ok()
+                .or_else(|| file_values.get(&key.to_ascii_lowercase()).cloned())
+        })
+    }
+
+    /// Builds and validates a configuration from any key → value lookup (env, file, tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |key: &str| get(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let required = |key: &'static str| get(key).ok_or(ConfigError::Missing(key));
+
+        let listen_raw = get("BRIDGE_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen_raw.parse().map_err(|_| ConfigError::Invalid {
+            key: "BRIDGE_LISTEN",
+            reason: format!("{listen_raw:?} is not an address like 127.0.0.1:8080"),
+        })?;
+        let database_url = get("BRIDGE_DATABASE_URL").unwrap_or_else(|| "sqlite://wechat-bridge.db".into());
+        if !database_url.starts_with("sqlite:") {
+            return Err(ConfigError::Invalid {
+                key: "BRIDGE_DATABASE_URL",
+                reason: "only sqlite://PATH is supported by this build".into(),
+            });
+        }
+        let public_url = get("BRIDGE_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string());
+        if let Some(url) = &public_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::Invalid { key: "BRIDGE_PUBLIC_URL", reason: "must start with https://".into() });
+            }
+        }
+
+        let app_id = required("WECHAT_APP_ID")?;
+        let encoding_aes_key = get("WECHAT_ENCODING_AES_KEY").map(Secret::new);
+        if let Some(key) = &encoding_aes_key {
+            MessageCrypto::new(key.expose(), &app_id).map_err(|e| ConfigError::Invalid {
+                key: "WECHAT_ENCODING_AES_KEY",
+                reason: e.to_string(),
+            })?;
+        }
+        let wechat = WeChatConfig {
+            token: Secret::new(required("WECHAT_TOKEN")?),
+            app_secret: Secret::new(required("WECHAT_APP_SECRET")?),
+            app_id,
+            encoding_aes_key,
+            api_base: base_url(get("WECHAT_API_BASE"), "https://api.weixin.qq.com", "WECHAT_API_BASE")?,
+            max_timestamp_skew_secs: parse_num(get("WECHAT_MAX_TIMESTAMP_SKEW_SECS"), 300, "WECHAT_MAX_TIMESTAMP_SKEW_SECS")?,
+        };
+
+        let application_id = required("VONAGE_APPLICATION_ID")?;
+        let private_key_pem = match (get("VONAGE_PRIVATE_KEY"), get("VONAGE_PRIVATE_KEY_PATH")) {
+            (Some(pem), _) => pem.replace("\\n", "\n"),
+            (None, Some(path)) => std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
+                key: "VONAGE_PRIVATE_KEY_PATH",
+                reason: format!("cannot read {path}: {e}"),
+            })?,
+            (None, None) => return Err(ConfigError::Missing("VONAGE_PRIVATE_KEY_PATH or VONAGE_PRIVATE_KEY")),
+        };
+        JwtMinter::new(&application_id, &private_key_pem).map_err(|e| ConfigError::Invalid {
+            key: "VONAGE_PRIVATE_KEY",
+            reason: e.to_string(),
+        })?;
+        let vonage = VonageConfig {
+            application_id,
+            private_key_pem: Secret::new(private_key_pem),
+            api_base: base_url(get("VONAGE_API_BASE"), "https://api.nexmo.com", "VONAGE_API_BASE")?,
+            signature_secret: get("VONAGE_SIGNATURE_SECRET").map(Secret::new),
+            conversation_id: get("VONAGE_CONVERSATION_ID"),
+            api_key: get("VONAGE_API_KEY"),
+            api_secret: get("VONAGE_API_SECRET").map(Secret::new),
+        };
+
+        let defaults = RelayConfig::default();
+        let relay = RelayConfig {
+            retry_base: Duration::from_millis(parse_num(get("BRIDGE_RETRY_BASE_MS"), defaults.retry_base.as_millis() as u64, "BRIDGE_RETRY_BASE_MS")?),
+            retry_max: Duration::from_secs(parse_num(get("BRIDGE_RETRY_MAX_SECS"), defaults.retry_max.as_secs(), "BRIDGE_RETRY_MAX_SECS")?),
+            max_attempts: parse_num(get("BRIDGE_MAX_ATTEMPTS"), defaults.max_attempts as u64, "BRIDGE_MAX_ATTEMPTS")?.max(1) as u32,
+            lease: Duration::from_secs(parse_num(get("BRIDGE_LEASE_SECS"), defaults.lease.as_secs(), "BRIDGE_LEASE_SECS")?.max(1)),
+            ..defaults
+        };
+
+        Ok(Config {
+            listen,
+            database_url,
+            public_url,
+            admin_token: get("BRIDGE_ADMIN_TOKEN").map(Secret::new),
+            wechat,
+            vonage,
+            relay,
+        })
+    }
+}
+
+fn base_url(value: Option<String>, default: &str, key: &'static str) -> Result<String, ConfigError> {
+    let url = value.unwrap_or_else(|| default.to_string());
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ConfigError::Invalid { key, reason: format!("{url:?} is not an http(s) URL") });
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+fn parse_num(value: Option<String>, default: u64, key: &'static str) -> Result<u64, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| ConfigError::Invalid { key, reason: format!("{v:?} is not a whole number") }),
+    }
+}
+
+/// Reads a flat TOML file of `lower_case_key = value` into strings.
+fn read_toml(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    let file_error = |reason: String| ConfigError::File { path: path.display().to_string(), reason };
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_error(e.message().to_string()))?;
+    table
+        .into_iter()
+        .map(|(key, value)| {
+            let value = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => return Err(file_error(format!("{key}: expected a string or number, got {}", other.type_str()))),
+            };
+            Ok((key.to_ascii_lowercase(), value))
+        })
+        .collect()
+}

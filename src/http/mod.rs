@@ -1,0 +1,54 @@
+//! The HTTP surface: WeChat's webhook (and the reference integration's `/weChatEvent` alias),
+//! health checks. `router` builds it all from `AppState`, so tests can serve it on any port.
+
+pub mod wechat;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use tokio::sync::Notify;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::store::Store;
+use wechat::WeChatWebhook;
+
+/// Bodies over 1 MiB are refused with 413 (DESIGN.md "Statuses"); WeChat's are a few KiB.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Shared by all handlers.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: Store,
+    pub wechat: Arc<WeChatWebhook>,
+    /// Wakes the outbox worker when a message was stored.
+    pub wake: Arc<Notify>,
+}
+
+/// All routes.
+pub fn router(state: AppState) -> Router {
+    let wechat_routes = get(wechat::verify_wechat_url).post(wechat::receive_wechat_push);
+    Router::new()
+        .route("/webhooks/wechat", wechat_routes.clone())
+        .route("/weChatEvent", wechat_routes)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // WeChat gives up after 5 s; nothing we do should take longer than this.
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(4)))
+        .with_state(state)
+}
+
+/// Ready when the database answers.
+async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+        }
+    }
+}

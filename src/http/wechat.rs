@@ -1,0 +1,176 @@
+//! WeChat's webhook: the URL check (GET) and message pushes (POST), plaintext, compatible and
+//! safe mode (`wechat-api.md` §1–§3). Verified, parsed and stored before `success` is answered.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::body::Bytes;
+use serde::Deserialize;
+
+use super::AppState;
+use crate::relay::inbound;
+use crate::store::Accepted;
+use crate::wechat::crypto::{CryptoError, MessageCrypto};
+use crate::wechat::{message, signature};
+
+/// What the webhook needs to know about the Official Account.
+pub struct WeChatWebhook {
+    pub token: String,
+    pub crypto: Option<MessageCrypto>,
+    pub max_timestamp_skew_secs: u64,
+}
+
+impl std::fmt::Debug for WeChatWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeChatWebhook").field("aes", &self.crypto.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// Why a push was refused; each maps to one HTTP status and stores nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("missing query parameter {0}")]
+    MissingParameter(&'static str),
+    #[error("signature does not match")]
+    BadSignature,
+    #[error("msg_signature does not match")]
+    BadMsgSignature,
+    #[error("timestamp is outside the allowed skew")]
+    StaleTimestamp,
+    #[error("encrypted message is for another app id")]
+    WrongAppId,
+    #[error("encrypted push, but WECHAT_ENCODING_AES_KEY is not configured")]
+    NoAesKey,
+    #[error("cannot decrypt: {0}")]
+    Decrypt(CryptoError),
+    #[error("malformed body: {0}")]
+    Malformed(String),
+    #[error("unsupported content type {0}")]
+    ContentType(String),
+    #[error("cannot store the message: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl IntoResponse for WebhookError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            WebhookError::MissingParameter(_) | WebhookError::Malformed(_) | WebhookError::Decrypt(_) | WebhookError::NoAesKey => {
+                StatusCode::BAD_REQUEST
+            }
+            WebhookError::BadSignature | WebhookError::BadMsgSignature | WebhookError::StaleTimestamp | WebhookError::WrongAppId => {
+                StatusCode::UNAUTHORIZED
+            }
+            WebhookError::ContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            WebhookError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %self, "wechat push not stored");
+        } else {
+            tracing::warn!(error = %self, status = status.as_u16(), "wechat request rejected");
+        }
+        (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], self.to_string()).into_response()
+    }
+}
+
+/// Query string of both GET and POST (§1, §2.1).
+#[derive(Debug, Deserialize)]
+pub struct PushQuery {
+    signature: Option<String>,
+    timestamp: Option<String>,
+    nonce: Option<String>,
+    echostr: Option<String>,
+    encrypt_type: Option<String>,
+    msg_signature: Option<String>,
+}
+
+/// `GET /webhooks/wechat`: WeChat's URL check. The echostr is plaintext in every mode for an
+/// Official Account (§1, EasyWeChat #2983), answered as is, without quotes or newline.
+pub async fn verify_wechat_url(State(state): State<AppState>, Query(q): Query<PushQuery>) -> Result<Response, WebhookError> {
+    let hook = &state.wechat;
+    let signature_param = q.signature.as_deref().ok_or(WebhookError::MissingParameter("signature"))?;
+    let timestamp = q.timestamp.as_deref().ok_or(WebhookError::MissingParameter("timestamp"))?;
+    let nonce = q.nonce.as_deref().ok_or(WebhookError::MissingParameter("nonce"))?;
+    let echostr = q.echostr.ok_or(WebhookError::MissingParameter("echostr"))?;
+    if !signature::verify(signature_param, &[&hook.token, timestamp, nonce]) {
+        return Err(WebhookError::BadSignature);
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], echostr).into_response())
+}
+
+/// `POST /webhooks/wechat`: a message push. Answers `success` once the message and its outbox
+/// job are committed; a retry of a message already stored answers `success` and changes nothing.
+pub async fn receive_wechat_push(
+    State(state): State<AppState>,
+    Query(q): Query<PushQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, WebhookError> {
+    let hook: &Arc<WeChatWebhook> = &state.wechat;
+    let timestamp = q.timestamp.as_deref().ok_or(WebhookError::MissingParameter("timestamp"))?;
+    let nonce = q.nonce.as_deref().ok_or(WebhookError::MissingParameter("nonce"))?;
+    let encrypted = q.encrypt_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("aes"));
+
+    // `signature` authenticates the sender in every mode (§1); in safe mode `msg_signature`
+    // additionally covers the ciphertext (§3.4). Neither may stand in for the other.
+    match q.signature.as_deref() {
+        Some(sig) if signature::verify(sig, &[&hook.token, timestamp, nonce]) => {}
+        Some(_) => return Err(WebhookError::BadSignature),
+        None if encrypted => {}
+        None => return Err(WebhookError::MissingParameter("signature")),
+    }
+    check_timestamp(timestamp, hook.max_timestamp_skew_secs)?;
+    check_content_type(&headers)?;
+    let text = std::str::from_utf8(&body).map_err(|_| WebhookError::Malformed("body is not UTF-8".into()))?;
+
+    let xml = if encrypted {
+        let crypto = hook.crypto.as_ref().ok_or(WebhookError::NoAesKey)?;
+        let msg_signature = q.msg_signature.as_deref().ok_or(WebhookError::MissingParameter("msg_signature"))?;
+        let envelope = message::parse_encrypted_envelope(text).map_err(|e| WebhookError::Malformed(e.to_string()))?;
+        let encrypt = envelope.encrypt.ok_or_else(|| WebhookError::Malformed("no Encrypt element".into()))?;
+        if !signature::verify(msg_signature, &[&hook.token, timestamp, nonce, &encrypt]) {
+            return Err(WebhookError::BadMsgSignature);
+        }
+        crypto.decrypt(&encrypt).map_err(|e| match e {
+            CryptoError::AppIdMismatch { .. } => WebhookError::WrongAppId,
+            other => WebhookError::Decrypt(other),
+        })?
+    } else {
+        text.to_string()
+    };
+
+    let push = message::parse(&xml).map_err(|e| WebhookError::Malformed(e.to_string()))?;
+    let inbound_msg = crate::wechat::inbound::to_inbound(&push);
+    let dedup_key = push.dedup_key();
+    match inbound::accept(&state.store, &state.wake, "wechat", &dedup_key, &inbound_msg).await? {
+        Accepted::New(id) => tracing::info!(message = %id, msgtype = %inbound_msg.msg_type, "wechat push stored"),
+        Accepted::Duplicate(id) => tracing::info!(message = %id, "wechat retry of a stored push ignored"),
+    }
+    // "success" stops WeChat's retries; it never needs encryption (§3.5, §4.1).
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "success").into_response())
+}
+
+/// Rejects replays of old pushes: WeChat stamps each request with the current time.
+fn check_timestamp(timestamp: &str, max_skew_secs: u64) -> Result<(), WebhookError> {
+    if max_skew_secs == 0 {
+        return Ok(());
+    }
+    let ts: i64 = timestamp.parse().map_err(|_| WebhookError::Malformed("timestamp is not a number".into()))?;
+    let now = crate::store::now_ms() / 1000;
+    if now.abs_diff(ts) > max_skew_secs {
+        return Err(WebhookError::StaleTimestamp);
+    }
+    Ok(())
+}
+
+/// WeChat sends `text/xml`; accept any XML or plain text type (or none), refuse the rest.
+fn check_content_type(headers: &HeaderMap) -> Result<(), WebhookError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
+    let value = value.to_str().unwrap_or("").to_ascii_lowercase();
+    if value.contains("xml") || value.starts_with("text/plain") || value.is_empty() {
+        Ok(())
+    } else {
+        Err(WebhookError::ContentType(value))
+    }
+}

@@ -1,0 +1,24 @@
+//! # wechat-bridge
+//!
+//! Relays messages two ways between a WeChat Official Account and the Vonage Conversation API,
+//! as `custom:wechat:message` events, durably: every message is stored with its outbox job
+//! before it is acknowledged, delivered by a worker with retries, and deduplicated both ways.
+//!
+//! # Layout
+//! - `config`: environment (and TOML file) configuration, validated at start.
+//! - `app`: wires store, webhook, platform, worker and router; `Application::build` / `run_until_stopped`.
+//! - `wechat`: signatures, AES crypto, push XML ⇄ typed values, conversion into bridge messages.
+//! - `vonage`: application JWTs, the Conversation API client, the event body, the platform.
+//! - `relay`: the bridge's own message types, accepting messages, the outbox worker.
+//! - `store`: SQLite persistence of contacts, messages and jobs.
+//! - `http`: the routes.
+//! - `sim`: WeChat and Vonage simulators, used by tests, `demo` and `simulate`.
+
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod relay;
+pub mod sim;
+pub mod store;
+pub mod vonage;
+pub mod wechat;

@@ -1,0 +1,90 @@
+//! The `wechat-bridge` command line: parses arguments and calls the library.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use wechat_bridge::app::{Application, WorkerMode};
+use wechat_bridge::config::Config;
+use wechat_bridge::store::Store;
+
+#[derive(Parser)]
+#[command(name = "wechat-bridge", version, about = "Relays messages between WeChat Official Accounts and the Vonage Conversation API")]
+struct Cli {
+    /// A TOML file with the same keys as the environment, in lower case (the environment wins).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the bridge.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    if let Err(e) = run(cli).await {
+        // One line naming the problem (DESIGN.md "Configuration").
+        eprintln!("wechat-bridge: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve => {
+            let config = Config::load(cli.config.as_deref())?;
+            let app = Application::build(config, WorkerMode::Background).await?;
+            app.run_until_stopped(shutdown_signal()).await.context("server failed")
+        }
+        Command::Migrate => {
+            let url = std::env::var("BRIDGE_DATABASE_URL").unwrap_or_else(|_| "sqlite://wechat-bridge.db".into());
+            let store = Store::connect(&url).await.context("cannot open the database")?;
+            store.migrate().await.context("migration failed")?;
+            println!("migrations applied to {url}");
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,35 @@
+//! Accepting a customer's message: one transaction stores it with its outbox job, then the
+//! worker is woken. No remote call happens here, so the webhook answers in milliseconds.
+
+use tokio::sync::Notify;
+
+use super::message::InboundMessage;
+use crate::store::{Accepted, JobKind, NewMessage, Store, StoreError};
+
+/// Stores `msg` (deduplicated by `dedup_key` within `channel`) and wakes the worker.
+pub async fn accept(
+    store: &Store,
+    wake: &Notify,
+    channel: &str,
+    dedup_key: &str,
+    msg: &InboundMessage,
+) -> Result<Accepted, StoreError> {
+    let payload = serde_json::to_string(msg).expect("inbound message serializes");
+    let accepted = store
+        .accept(&NewMessage {
+            channel,
+            channel_id: &msg.sender,
+            account: &msg.account,
+            direction: "inbound",
+            source: channel,
+            external_id: dedup_key,
+            msg_type: &msg.msg_type,
+            payload: &payload,
+            kind: JobKind::DeliverInbound,
+        })
+        .await?;
+    if matches!(accepted, Accepted::New(_)) {
+        wake.notify_one();
+    }
+    Ok(accepted)
+}

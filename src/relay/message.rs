@@ -1,0 +1,112 @@
+//! The bridge's own message types: what the relay stores and moves, independent of WeChat's XML
+//! and Vonage's JSON. `wechat/` converts pushes into these; `vonage/` turns them into events.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A message (or event) a customer produced on the channel, on its way to the platform.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboundMessage {
+    /// The account the customer wrote to (WeChat: the Official Account's `gh_…` id).
+    pub account: String,
+    /// The customer's id on the channel (WeChat: OpenID).
+    pub sender: String,
+    /// text, image, voice, video, shortvideo, location, link, file, event, or the channel's own name.
+    pub msg_type: String,
+    /// The channel's message id, when it has one (events have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msg_id: Option<String>,
+    /// Unix seconds, as stamped by the channel.
+    pub create_time: i64,
+    /// Readable text for any client: the text itself, or a summary such as `[image]`.
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<Media>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<Link>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<EventInfo>,
+}
+
+/// Media attached to an inbound message; `media_id` is fetched later through the channel's API.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Media {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_id: Option<String>,
+    /// A URL a client can fetch (WeChat's `PicUrl` for images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumb_media_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_id_16k: Option<String>,
+    /// Speech recognition text, when the channel provides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recognition: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    pub latitude: f64,
+    pub longitude: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    pub title: String,
+    pub description: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileInfo {
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_md5: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+/// A channel event (follow, menu click, scan, location report …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventInfo {
+    /// Lower-case event name: subscribe, unsubscribe, scan, location, click, view, or as received.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub menu_id: Option<String>,
+    /// Every other field of an event the bridge has no type for, kept as received.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+}
+
+/// A contact as stored: the customer on the channel and, once created, their platform objects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contact {
+    pub id: i64,
+    pub channel_id: String,
+    pub account: String,
+    pub platform_user_id: Option<String>,
+    pub platform_conversation_id: Option<String>,
+    pub platform_member_id: Option<String>,
+}

@@ -1,0 +1,36 @@
+//! The relay core, between the channel (WeChat, where customers are) and the platform (Vonage,
+//! where agents are). It speaks the bridge's own types (`message`), accepts messages into the
+//! store (`inbound`) and delivers them from the outbox (`worker`).
+
+pub mod inbound;
+pub mod message;
+pub mod worker;
+
+use std::future::Future;
+use std::time::Duration;
+
+use message::{Contact, InboundMessage};
+
+/// How a delivery attempt ended badly: worth another try later, or never going to work.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DeliveryError {
+    /// 5xx, 429, timeouts, connection errors: try again after a backoff (or `after`, when the
+    /// remote side said how long to wait).
+    #[error("{reason}")]
+    Retry { reason: String, after: Option<Duration> },
+    /// A 4xx that cannot succeed by retrying: the message is marked `failed` at once.
+    #[error("{reason}")]
+    Permanent { code: Option<String>, reason: String },
+}
+
+/// Where agents are: the side that receives customers' messages as conversation events.
+pub trait Platform: Send + Sync + 'static {
+    /// Posts `msg` into the contact's conversation (creating and remembering the platform's
+    /// user, conversation and member on first contact). Returns the platform's event id.
+    fn deliver_inbound(
+        &self,
+        contact: &Contact,
+        msg: &InboundMessage,
+        bridge_message_id: &str,
+    ) -> impl Future<Output = Result<String, DeliveryError>> + Send;
+}

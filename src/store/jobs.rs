@@ -1,0 +1,254 @@
+//! The outbox: jobs claimed with a lease, run in order per contact and lane, retried with
+//! backoff, and marked `failed` for good when they cannot succeed (DESIGN.md "Flow" 2, 3).
+
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{Store, StoreError, now_ms};
+
+/// Which way a job sends. Order is kept per contact *and* lane, so a customer whose replies are
+/// stuck (WeChat down) still reaches the agents, and the other way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Towards the platform (Vonage).
+    Platform,
+    /// Towards the channel (WeChat).
+    Channel,
+}
+
+impl Lane {
+    fn as_str(self) -> &'static str {
+        match self {
+            Lane::Platform => "platform",
+            Lane::Channel => "channel",
+        }
+    }
+}
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Post an inbound channel message into the contact's platform conversation.
+    DeliverInbound,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::DeliverInbound => "deliver_inbound",
+        }
+    }
+
+    pub fn lane(self) -> Lane {
+        match self {
+            JobKind::DeliverInbound => Lane::Platform,
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "deliver_inbound" => Some(JobKind::DeliverInbound),
+            _ => None,
+        }
+    }
+}
+
+/// A job this worker holds until `lease` ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedJob {
+    pub id: i64,
+    pub message_id: String,
+    pub contact_id: i64,
+    pub kind: JobKind,
+    /// Attempts including this one.
+    pub attempt: u32,
+    claim_token: String,
+}
+
+pub(super) async fn insert(
+    tx: &mut Transaction<'static, Sqlite>,
+    message_id: &str,
+    contact_id: i64,
+    kind: JobKind,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO jobs (message_id, contact_id, lane, kind, state, due_at, created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+    )
+    .bind(message_id)
+    .bind(contact_id)
+    .bind(kind.lane().as_str())
+    .bind(kind.as_str())
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Claims up to `limit` due jobs for `lease_ms`: only the oldest unfinished job of each
+    /// contact and lane is eligible, which keeps per-contact order and lets different contacts
+    /// run in parallel. A job whose lease ran out (its worker died) is due again.
+    pub async fn claim_jobs(&self, lease_ms: i64, limit: u32) -> Result<Vec<ClaimedJob>, StoreError> {
+        let now = now_ms();
+        let token = uuid::Uuid::new_v4().to_string();
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let rows = sqlx::query(
+            "UPDATE jobs SET state = 'running', due_at = ?1, claim_token = ?2, attempts = attempts + 1
+             WHERE id IN (
+                 SELECT j.id FROM jobs j
+                 WHERE j.state IN ('pending', 'running') AND j.due_at <= ?3
+                   AND NOT EXISTS (
+                       SELECT 1 FROM jobs e
+                       WHERE e.contact_id = j.contact_id AND e.lane = j.lane AND e.id < j.id
+                         AND e.state IN ('pending', 'running'))
+                 ORDER BY j.due_at LIMIT ?4)
+             RETURNING id, message_id, contact_id, kind, attempts",
+        )
+        .bind(now + lease_ms)
+        .bind(&token)
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.get(0);
+            let message_id: String = row.get(1);
+            let attempt: i64 = row.get(4);
+            sqlx::query("UPDATE messages SET attempts = ? WHERE id = ?")
+                .bind(attempt)
+                .bind(&message_id)
+                .execute(&mut *tx)
+                .await?;
+            let kind: String = row.get(3);
+            jobs.push(ClaimedJob {
+                id,
+                message_id,
+                contact_id: row.get(2),
+                kind: JobKind::parse(&kind).ok_or_else(|| StoreError::NotFound(format!("job kind {kind}")))?,
+                attempt: attempt as u32,
+                claim_token: token.clone(),
+            });
+        }
+        tx.commit().await?;
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
+
+    /// The job succeeded: the message is delivered (with the id the other side gave it).
+    /// Returns false when the lease had been lost and another worker owns the job now.
+    pub async fn complete_job(&self, job: &ClaimedJob, platform_event_id: Option<&str>) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let done = sqlx::query("UPDATE jobs SET state = 'done', last_error = NULL WHERE id = ? AND claim_token = ? AND state = 'running'")
+            .bind(job.id)
+            .bind(&job.claim_token)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if done {
+            sqlx::query(
+                "UPDATE messages SET status = 'delivered', delivered_at = ?, platform_event_id = COALESCE(?, platform_event_id),
+                 last_error = NULL WHERE id = ?",
+            )
+            .bind(now_ms())
+            .bind(platform_event_id)
+            .bind(&job.message_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// The attempt failed but may succeed later: run again at `due_at`.
+    pub async fn reschedule_job(&self, job: &ClaimedJob, due_at: i64, error: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let rescheduled = sqlx::query(
+            "UPDATE jobs SET state = 'pending', due_at = ?, last_error = ?, claim_token = NULL
+             WHERE id = ? AND claim_token = ? AND state = 'running'",
+        )
+        .bind(due_at)
+        .bind(error)
+        .bind(job.id)
+        .bind(&job.claim_token)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if rescheduled {
+            sqlx::query("UPDATE messages SET last_error = ? WHERE id = ?")
+                .bind(error)
+                .bind(&job.message_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(rescheduled)
+    }
+
+    /// The job cannot succeed (a permanent error, or too many attempts): mark it and its message
+    /// `failed`, visible and retryable from the admin API.
+    pub async fn fail_job(&self, job: &ClaimedJob, error: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let failed = sqlx::query(
+            "UPDATE jobs SET state = 'failed', last_error = ?, claim_token = NULL WHERE id = ? AND claim_token = ? AND state = 'running'",
+        )
+        .bind(error)
+        .bind(job.id)
+        .bind(&job.claim_token)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if failed {
+            sqlx::query("UPDATE messages SET status = 'failed', last_error = ? WHERE id = ?")
+                .bind(error)
+                .bind(&job.message_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(failed)
+    }
+
+    /// Puts a `failed` message's job back in the queue, due now, with a fresh attempt count.
+    /// Returns false when the message is not failed.
+    pub async fn retry_message(&self, message_id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let retried = sqlx::query(
+            "UPDATE jobs SET state = 'pending', due_at = ?, attempts = 0 WHERE message_id = ? AND state = 'failed'",
+        )
+        .bind(now_ms())
+        .bind(message_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if retried {
+            sqlx::query("UPDATE messages SET status = 'stored', attempts = 0 WHERE id = ?")
+                .bind(message_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(retried)
+    }
+
+    /// Jobs not yet finished (pending or running): the outbox depth.
+    pub async fn outbox_depth(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running')")
+            .fetch_one(self.pool())
+            .await?
+            .get(0))
+    }
+
+    /// When the next pending job is due, if any (lets an idle worker sleep exactly that long).
+    pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query("SELECT MIN(due_at) FROM jobs WHERE state IN ('pending', 'running')")
+            .fetch_one(self.pool())
+            .await?
+            .get(0))
+    }
+}

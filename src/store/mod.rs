@@ -1,0 +1,254 @@
+//! Persistence: contacts, messages and the outbox, in embedded SQLite (WAL, `synchronous=FULL`).
+//!
+//! The accept path writes contact, message and job in ONE transaction before the webhook answers
+//! (DESIGN.md "Flow and guarantees" 1); workers claim jobs with a lease (3). All times are Unix ms.
+
+mod jobs;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Row;
+
+pub use jobs::{ClaimedJob, JobKind, Lane};
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0} not found")]
+    NotFound(String),
+}
+
+/// The result of accepting a message from one side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Stored with its outbox job; the id is the bridge message id.
+    New(String),
+    /// Seen before (a retry or redelivery): nothing changed.
+    Duplicate(String),
+}
+
+/// A new message as the webhook hands it to the store.
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    pub channel: &'a str,
+    pub channel_id: &'a str,
+    pub account: &'a str,
+    pub direction: &'a str,
+    pub source: &'a str,
+    pub external_id: &'a str,
+    pub msg_type: &'a str,
+    pub payload: &'a str,
+    pub kind: JobKind,
+}
+
+/// A stored message, as the admin API and tests see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRecord {
+    pub id: String,
+    pub contact_id: i64,
+    pub direction: String,
+    pub source: String,
+    pub external_id: String,
+    pub msg_type: String,
+    pub payload: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub platform_event_id: Option<String>,
+    pub created_at: i64,
+    pub delivered_at: Option<i64>,
+}
+
+/// The bridge's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+}
+
+impl Store {
+    /// Opens (creating if missing) the database at `sqlite://PATH`.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a committed accept survives power loss, not only a process crash.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        Ok(Self { pool })
+    }
+
+    /// Applies the embedded migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Readiness: the database answers a query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Stores a message and its outbox job in one transaction, or reports a duplicate.
+    pub async fn accept(&self, m: &NewMessage<'_>) -> Result<Accepted, StoreError> {
+        // IMMEDIATE takes the write lock up front: a deferred transaction that upgrades from read
+        // to write can fail with SQLITE_BUSY regardless of busy_timeout.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(row) = sqlx::query("SELECT id FROM messages WHERE source = ? AND external_id = ?")
+            .bind(m.source)
+            .bind(m.external_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            return Ok(Accepted::Duplicate(row.get(0)));
+        }
+        let now = now_ms();
+        let inbound_at = (m.direction == "inbound").then_some(now);
+        let contact_id: i64 = sqlx::query(
+            "INSERT INTO contacts (channel, channel_id, account, created_at, last_inbound_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (channel, channel_id) DO UPDATE SET
+                 last_inbound_at = COALESCE(excluded.last_inbound_at, contacts.last_inbound_at)
+             RETURNING id",
+        )
+        .bind(m.channel)
+        .bind(m.channel_id)
+        .bind(m.account)
+        .bind(now)
+        .bind(inbound_at)
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+        let id = uuid::Uuid::now_v7().to_string();
+        sqlx::query(
+            "INSERT INTO messages (id, contact_id, direction, source, external_id, msg_type, payload, status, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'stored', ?)",
+        )
+        .bind(&id)
+        .bind(contact_id)
+        .bind(m.direction)
+        .bind(m.source)
+        .bind(m.external_id)
+        .bind(m.msg_type)
+        .bind(m.payload)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        jobs::insert(&mut tx, &id, contact_id, m.kind, now).await?;
+        tx.commit().await?;
+        Ok(Accepted::New(id))
+    }
+
+    /// A message by its bridge id.
+    pub async fn message(&self, id: &str) -> Result<MessageRecord, StoreError> {
+        let row = sqlx::query(MESSAGE_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("message {id}")))?;
+        Ok(message_from_row(&row))
+    }
+
+    /// Messages, newest first, optionally of one status.
+    pub async fn messages(&self, status: Option<&str>, limit: i64) -> Result<Vec<MessageRecord>, StoreError> {
+        let rows = sqlx::query(MESSAGES_BY_STATUS)
+        .bind(status)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(message_from_row).collect())
+    }
+
+    /// A contact by id.
+    pub async fn contact(&self, id: i64) -> Result<crate::relay::message::Contact, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, channel_id, account, platform_user_id, platform_conversation_id, platform_member_id
+             FROM contacts WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("contact {id}")))?;
+        Ok(crate::relay::message::Contact {
+            id: row.get(0),
+            channel_id: row.get(1),
+            account: row.get(2),
+            platform_user_id: row.get(3),
+            platform_conversation_id: row.get(4),
+            platform_member_id: row.get(5),
+        })
+    }
+
+    /// Number of contacts (tests and the health view).
+    pub async fn contact_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM contacts").fetch_one(&self.pool).await?.get(0))
+    }
+
+    /// Remembers the platform objects created for a contact, as soon as each exists, so a crash
+    /// between two remote calls never creates a second one.
+    pub async fn save_platform_ids(
+        &self,
+        contact_id: i64,
+        user_id: Option<&str>,
+        conversation_id: Option<&str>,
+        member_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE contacts SET platform_user_id = ?, platform_conversation_id = ?, platform_member_id = ? WHERE id = ?",
+        )
+        .bind(user_id)
+        .bind(conversation_id)
+        .bind(member_id)
+        .bind(contact_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+macro_rules! select_messages {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, contact_id, direction, source, external_id, msg_type, payload, status, attempts, \
+             last_error, platform_event_id, created_at, delivered_at FROM messages ",
+            $rest
+        )
+    };
+}
+const MESSAGE_BY_ID: &str = select_messages!("WHERE id = ?");
+const MESSAGES_BY_STATUS: &str =
+    select_messages!("WHERE (?1 IS NULL OR status = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2");
+
+fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> MessageRecord {
+    MessageRecord {
+        id: row.get(0),
+        contact_id: row.get(1),
+        direction: row.get(2),
+        source: row.get(3),
+        external_id: row.get(4),
+        msg_type: row.get(5),
+        payload: row.get(6),
+        status: row.get(7),
+        attempts: row.get(8),
+        last_error: row.get(9),
+        platform_event_id: row.get(10),
+        created_at: row.get(11),
+        delivered_at: row.get(12),
+    }
+}

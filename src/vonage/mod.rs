@@ -1,0 +1,115 @@
+//! Everything Vonage-specific: application JWTs (`jwt`), the Conversation API client (`client`),
+//! the event body (`event`), and `VonagePlatform`, the relay's platform on top of them.
+
+pub mod client;
+pub mod event;
+pub mod jwt;
+
+use serde_json::json;
+
+use crate::relay::message::{Contact, InboundMessage};
+use crate::relay::{DeliveryError, Platform};
+use crate::store::Store;
+use client::{VonageClient, VonageError};
+
+/// Vonage as the relay's platform: one user, conversation and member per WeChat contact
+/// (or one shared conversation, the reference integration's mode).
+#[derive(Debug)]
+pub struct VonagePlatform {
+    client: VonageClient,
+    store: Store,
+    shared_conversation: Option<String>,
+}
+
+impl VonagePlatform {
+    pub fn new(client: VonageClient, store: Store, shared_conversation: Option<String>) -> Self {
+        Self { client, store, shared_conversation }
+    }
+
+    /// The contact's conversation and member, created on first contact. Each id is saved the
+    /// moment it exists; a crash in between is repaired by the 409-means-exists lookups.
+    async fn ensure_contact(&self, contact: &Contact) -> Result<(String, String), DeliveryError> {
+        if let (Some(conv), Some(member)) = (&contact.platform_conversation_id, &contact.platform_member_id) {
+            if self.shared_conversation.as_ref().is_none_or(|shared| shared == conv) {
+                return Ok((conv.clone(), member.clone()));
+            }
+        }
+        let openid = &contact.channel_id;
+        let custom = json!({"wechat_openid": openid, "wechat_account": contact.account});
+        let user = match &contact.platform_user_id {
+            Some(user) => user.clone(),
+            None => {
+                let user = self
+                    .client
+                    .create_or_find_user(&user_name(openid), &display_name(openid), custom.clone())
+                    .await
+                    .map_err(classify)?;
+                self.save(contact, Some(&user), None, None).await?;
+                user
+            }
+        };
+        let conversation = match (&self.shared_conversation, &contact.platform_conversation_id) {
+            (Some(shared), _) => shared.clone(),
+            (None, Some(conv)) => conv.clone(),
+            (None, None) => {
+                let conv = self
+                    .client
+                    .create_or_find_conversation(&conversation_name(openid), &display_name(openid), custom, &user)
+                    .await
+                    .map_err(classify)?;
+                self.save(contact, Some(&user), Some(&conv), None).await?;
+                conv
+            }
+        };
+        let member = self.client.join_user(&conversation, &user).await.map_err(classify)?;
+        self.save(contact, Some(&user), Some(&conversation), Some(&member)).await?;
+        Ok((conversation, member))
+    }
+
+    async fn save(&self, contact: &Contact, user: Option<&str>, conv: Option<&str>, member: Option<&str>) -> Result<(), DeliveryError> {
+        self.store
+            .save_platform_ids(contact.id, user, conv, member)
+            .await
+            .map_err(|e| DeliveryError::Retry { reason: e.to_string(), after: None })
+    }
+}
+
+impl Platform for VonagePlatform {
+    async fn deliver_inbound(&self, contact: &Contact, msg: &InboundMessage, bridge_message_id: &str) -> Result<String, DeliveryError> {
+        let (conversation, member) = self.ensure_contact(contact).await?;
+        let event = event::inbound_event(msg, &member, bridge_message_id);
+        match self.client.create_event(&conversation, &event).await {
+            Ok(id) => Ok(id),
+            // The conversation was deleted on Vonage's side: forget it, and the retry creates a
+            // new one (only in per-user mode; a missing shared conversation is a config error).
+            Err(e) if e.code() == Some("conversation:error:not-found") && self.shared_conversation.is_none() => {
+                self.save(contact, contact.platform_user_id.as_deref(), None, None).await?;
+                Err(DeliveryError::Retry { reason: format!("{e}; conversation will be recreated"), after: None })
+            }
+            Err(e) => Err(classify(e)),
+        }
+    }
+}
+
+/// Vonage user name for an OpenID: unique, so a 409 finds the same user again.
+fn user_name(openid: &str) -> String {
+    format!("wechat_{openid}")
+}
+
+/// Conversation name (max 100 characters, unique per application, `vonage-api.md` §2.3).
+fn conversation_name(openid: &str) -> String {
+    format!("wechat_{openid}").chars().take(100).collect()
+}
+
+/// Display names are limited to 50 characters (§2.3).
+fn display_name(openid: &str) -> String {
+    format!("WeChat {openid}").chars().take(50).collect()
+}
+
+fn classify(e: VonageError) -> DeliveryError {
+    if e.is_retryable() {
+        DeliveryError::Retry { after: e.retry_after(), reason: e.to_string() }
+    } else {
+        DeliveryError::Permanent { code: e.code().map(str::to_string), reason: e.to_string() }
+    }
+}

@@ -1,0 +1,1512 @@
+//! WeChat push XML ⇄ typed values (`wechat-api.md §2`, `§3.5`).
+//!
+//! * [`parse_fields`] is a small, safe reader over `quick_xml::Reader`: no DTDs,
+//!   no entities beyond the five predefined ones and character references,
+//!   bounded depth, strict well-formedness (§2.5).
+//! * [`parse`] maps the fields of a plaintext push to [`Push`]; [`parse_encrypted_envelope`]
+//!   reads the `<Encrypt>` envelope of safe/compatible mode (§3.1).
+//! * [`to_xml`], [`encrypted_envelope_xml`] and [`encrypted_reply_xml`] write the
+//!   official shapes, for the simulator that plays WeChat.
+//!
+//! All types derive serde (snake_case fields, internally tagged enums) because the
+//! relay stores them as JSON: a [`Body`] is tagged by `"type"` (equal to WeChat's
+//! `MsgType` for the known types) and an [`Event`] by `"event_type"`.
+
+use std::collections::BTreeMap;
+
+use quick_xml::escape::{escape, resolve_predefined_entity};
+use quick_xml::events::Event as XmlEvent;
+use quick_xml::reader::Reader;
+use serde::{Deserialize, Serialize};
+
+/// The text of every element below `<xml>`, keyed by its path.
+///
+/// Direct children use their element name (`"Content"`); nested elements are
+/// joined with a dot (`"ScanCodeInfo.ScanType"`). The n-th repeat (n ≥ 2) of a
+/// sibling name gets the suffix `[n]` (`"PicList.item[2].PicMd5Sum"`), so the
+/// first occurrence keeps the plain name. Containers whose own text is only
+/// whitespace get no entry. A `BTreeMap`, so iteration is sorted by key, not
+/// document order.
+pub type Fields = BTreeMap<String, String>;
+
+/// Maximum element nesting, counting `<xml>` as depth 1.
+const MAX_DEPTH: usize = 8;
+/// The four header fields every push carries (§2.2).
+const HEADER_FIELDS: [&str; 4] = ["ToUserName", "FromUserName", "CreateTime", "MsgType"];
+
+/// Errors from parsing push XML.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    /// Not well-formed, not rooted at `<xml>`, or a value that does not parse.
+    #[error("malformed WeChat XML: {0}")]
+    Malformed(String),
+    /// The document contains a DTD or an entity declaration (§2.5).
+    #[error("DOCTYPE and entity declarations are forbidden")]
+    DoctypeForbidden,
+    /// A required element is absent.
+    #[error("missing required field <{0}>")]
+    MissingField(&'static str),
+    /// Elements nest deeper than the limit of 8.
+    #[error("XML nests deeper than {MAX_DEPTH} elements")]
+    TooDeep,
+}
+
+/// The outer body of a safe- or compatible-mode push (§3.1, §3.3).
+///
+/// Compatible mode bodies also carry every plaintext field; only these two are read.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// The account's original id (`gh_…`), or the corpid for WeCom.
+    pub to_user_name: Option<String>,
+    /// The base64 ciphertext to check with `msg_signature` and decrypt.
+    pub encrypt: Option<String>,
+}
+
+/// One decoded push: the common header (§2.2) and the typed body.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Push {
+    /// `ToUserName`: the account's original id (`gh_…`).
+    pub to_user_name: String,
+    /// `FromUserName`: the sender's OpenID.
+    pub from_user_name: String,
+    /// `CreateTime`: Unix seconds.
+    pub create_time: i64,
+    /// Everything after the header, by `MsgType`.
+    pub body: Body,
+}
+
+/// The typed content of a push, by `MsgType` (§2.3). `msg_id` is the 64-bit
+/// `MsgId` kept as its exact decimal text.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Body {
+    /// `text`; `biz_msg_menu_id` is set when the user tapped a `msgmenu` item (§2.3).
+    Text {
+        /// `Content`.
+        content: String,
+        /// `MsgId`.
+        msg_id: String,
+        /// `bizmsgmenuid`.
+        biz_msg_menu_id: Option<String>,
+    },
+    /// `image`.
+    Image {
+        /// `PicUrl` (system-generated CDN link).
+        pic_url: String,
+        /// `MediaId`.
+        media_id: String,
+        /// `MsgId`.
+        msg_id: String,
+    },
+    /// `voice`. `recognition` is now usually absent or empty (§2.3).
+    Voice {
+        /// `MediaId` (8 kHz when `Format` is amr).
+        media_id: String,
+        /// `Format`.
+        format: String,
+        /// `Recognition`.
+        recognition: Option<String>,
+        /// `MediaId16K`.
+        media_id_16k: Option<String>,
+        /// `MsgId`.
+        msg_id: String,
+    },
+    /// `video`.
+    Video {
+        /// `MediaId`.
+        media_id: String,
+        /// `ThumbMediaId`.
+        thumb_media_id: String,
+        /// `MsgId`.
+        msg_id: String,
+    },
+    /// `shortvideo` (same fields as video).
+    #[serde(rename = "shortvideo")]
+    ShortVideo {
+        /// `MediaId`.
+        media_id: String,
+        /// `ThumbMediaId`.
+        thumb_media_id: String,
+        /// `MsgId`.
+        msg_id: String,
+    },
+    /// `location`.
+    Location {
+        /// `Location_X`.
+        latitude: f64,
+        /// `Location_Y`.
+        longitude: f64,
+        /// `Scale` (map zoom).
+        scale: Option<f64>,
+        /// `Label`.
+        label: Option<String>,
+        /// `MsgId`.
+        msg_id: String,
+    },
+    /// `link`.
+    Link {
+        /// `Title`.
+        title: String,
+        /// `Description`.
+        description: String,
+        /// `Url`.
+        url: String,
+        /// `MsgId`.
+        msg_id: String,
+    },
+    /// `file` (WeCom-style; not an Official Account type, §2.3).
+    File {
+        /// `Title`.
+        title: String,
+        /// `Description`.
+        description: String,
+        /// `FileKey`.
+        file_key: String,
+        /// `FileMd5`.
+        file_md5: String,
+        /// `FileTotalLen`.
+        file_total_len: Option<u64>,
+        /// `MsgId`.
+        msg_id: String,
+    },
+    /// `event` (§2.4).
+    Event(Event),
+    /// Any other `MsgType` (e.g. `miniprogrampage`), kept leniently.
+    Unknown {
+        /// `MsgType` as received.
+        msg_type: String,
+        /// `MsgId`, if any.
+        msg_id: Option<String>,
+        /// All fields except the four header fields and `MsgId`.
+        fields: Fields,
+    },
+}
+
+/// An event push (`MsgType` = `event`), by `Event` name matched
+/// case-insensitively (§2.4: `SCAN` but `subscribe`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "event_type", rename_all = "snake_case")]
+pub enum Event {
+    /// `subscribe`; via a parameterised QR code `event_key` is `qrscene_…` and `ticket` is set.
+    Subscribe {
+        /// `EventKey` (empty → `None`).
+        event_key: Option<String>,
+        /// `Ticket` (empty → `None`).
+        ticket: Option<String>,
+    },
+    /// `unsubscribe`.
+    Unsubscribe,
+    /// `SCAN`: a follower scanned a parameterised QR code.
+    Scan {
+        /// `EventKey` (the scene value).
+        event_key: String,
+        /// `Ticket`.
+        ticket: Option<String>,
+    },
+    /// `LOCATION`: reported location.
+    Location {
+        /// `Latitude`.
+        latitude: f64,
+        /// `Longitude`.
+        longitude: f64,
+        /// `Precision`.
+        precision: Option<f64>,
+    },
+    /// `CLICK`: menu pull-message.
+    Click {
+        /// `EventKey`.
+        event_key: String,
+    },
+    /// `VIEW`: menu jump link.
+    View {
+        /// The link, from `EventKey`.
+        url: String,
+        /// `MenuId` (personalised menus).
+        menu_id: Option<String>,
+    },
+    /// Any other event, e.g. `TEMPLATESENDJOBFINISH` or `scancode_waitmsg`.
+    Other {
+        /// `Event` as received.
+        event: String,
+        /// All fields except the four header fields and `Event`.
+        fields: Fields,
+    },
+}
+
+impl Event {
+    /// The event name: the official spelling for typed variants (`subscribe`,
+    /// `SCAN`, `VIEW`, …), the received spelling for [`Event::Other`].
+    pub fn name(&self) -> &str {
+        match self {
+            Event::Subscribe { .. } => "subscribe",
+            Event::Unsubscribe => "unsubscribe",
+            Event::Scan { .. } => "SCAN",
+            Event::Location { .. } => "LOCATION",
+            Event::Click { .. } => "CLICK",
+            Event::View { .. } => "VIEW",
+            Event::Other { event, .. } => event,
+        }
+    }
+}
+
+impl Push {
+    /// WeChat's `MsgType`: `"text"`, `"image"`, …, `"event"`, or the unknown type as received.
+    pub fn msg_type(&self) -> &str {
+        match &self.body {
+            Body::Text { .. } => "text",
+            Body::Image { .. } => "image",
+            Body::Voice { .. } => "voice",
+            Body::Video { .. } => "video",
+            Body::ShortVideo { .. } => "shortvideo",
+            Body::Location { .. } => "location",
+            Body::Link { .. } => "link",
+            Body::File { .. } => "file",
+            Body::Event(_) => "event",
+            Body::Unknown { msg_type, .. } => msg_type,
+        }
+    }
+
+    /// The `MsgId`, present on normal messages only (§2.2).
+    pub fn msg_id(&self) -> Option<&str> {
+        match &self.body {
+            Body::Text { msg_id, .. }
+            | Body::Image { msg_id, .. }
+            | Body::Voice { msg_id, .. }
+            | Body::Video { msg_id, .. }
+            | Body::ShortVideo { msg_id, .. }
+            | Body::Location { msg_id, .. }
+            | Body::Link { msg_id, .. }
+            | Body::File { msg_id, .. } => Some(msg_id),
+            Body::Unknown { msg_id, .. } => msg_id.as_deref(),
+            Body::Event(_) => None,
+        }
+    }
+
+    /// Key for retry de-duplication (§4.1, §4.2): `msg:{FromUserName}:{MsgId}`
+    /// for messages, `evt:{FromUserName}:{CreateTime}:{Event}` for events
+    /// (`{MsgType}` for an unknown type without `MsgId`). FromUserName is part
+    /// of the message key because MsgIds collide across users (WxJava #333).
+    /// A retry carries the identical body, so the key is stable across retries.
+    pub fn dedup_key(&self) -> String {
+        let from = &self.from_user_name;
+        if let Some(id) = self.msg_id() {
+            return format!("msg:{from}:{id}");
+        }
+        let what = match &self.body {
+            Body::Event(event) => event.name(),
+            _ => self.msg_type(),
+        };
+        format!("evt:{from}:{}:{what}", self.create_time)
+    }
+}
+
+/// One open element while reading.
+struct Frame {
+    path: String,
+    /// Text pieces; `true` marks literal pieces (CDATA, references) that are never trimmed.
+    pieces: Vec<(String, bool)>,
+    has_children: bool,
+    child_counts: BTreeMap<String, usize>,
+}
+
+/// The innermost open element below `<xml>`, if any.
+fn field_frame(stack: &mut [Frame]) -> Option<&mut Frame> {
+    if stack.len() > 1 { stack.last_mut() } else { None }
+}
+
+fn malformed(what: impl Into<String>) -> MessageError {
+    MessageError::Malformed(what.into())
+}
+
+fn is_xml_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
+}
+
+/// Accepts XML names (ASCII letters, digits, `_ - . :`, any non-ASCII), not
+/// starting with a digit, `-` or `.`.
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+}
+
+/// Joins the text pieces of an element, trimming XML whitespace only from the
+/// outer non-literal pieces, so CDATA content is kept byte for byte.
+fn join_pieces(mut pieces: Vec<(String, bool)>) -> String {
+    for (text, literal) in pieces.iter_mut() {
+        if *literal {
+            break;
+        }
+        *text = text.trim_start_matches(is_xml_space).to_owned();
+        if !text.is_empty() {
+            break;
+        }
+    }
+    for (text, literal) in pieces.iter_mut().rev() {
+        if *literal {
+            break;
+        }
+        *text = text.trim_end_matches(is_xml_space).to_owned();
+        if !text.is_empty() {
+            break;
+        }
+    }
+    pieces.into_iter().map(|(text, _)| text).collect()
+}
+
+/// Reads a WeChat XML document into [`Fields`].
+///
+/// Rejects a DTD or `<!ENTITY` anywhere (→ [`MessageError::DoctypeForbidden`],
+/// §2.5), a root other than `<xml>`, unbalanced tags, undefined entities, text
+/// or elements outside the root, and an empty document (→ `Malformed`), and
+/// nesting deeper than 8 (→ `TooDeep`). Text is unescaped; CDATA is taken
+/// literally; attributes, comments and processing instructions are ignored.
+pub fn parse_fields(xml: &str) -> Result<Fields, MessageError> {
+    let mut reader = Reader::from_str(xml);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut fields = Fields::new();
+    let mut root_seen = false;
+    loop {
+        let event = match reader.read_event() {
+            Ok(event) => event,
+            Err(err) => {
+                // quick-xml reports a stray `<!ENTITY` as unknown `<!` markup.
+                let pos = usize::try_from(reader.error_position()).unwrap_or(usize::MAX);
+                if xml.get(pos..).is_some_and(|rest| rest.starts_with("<!ENTITY")) {
+                    return Err(MessageError::DoctypeForbidden);
+                }
+                return Err(malformed(format!("{err} at byte {pos}")));
+            }
+        };
+        let (empty, start) = match event {
+            XmlEvent::DocType(_) => return Err(MessageError::DoctypeForbidden),
+            XmlEvent::Start(start) => (false, start),
+            XmlEvent::Empty(start) => (true, start),
+            XmlEvent::End(_) => {
+                let frame = stack.pop().ok_or_else(|| malformed("unmatched end tag"))?;
+                if stack.is_empty() {
+                    continue; // closed </xml>
+                }
+                let value = join_pieces(frame.pieces);
+                if !frame.has_children || !value.is_empty() {
+                    fields.insert(frame.path, value);
+                }
+                continue;
+            }
+            XmlEvent::Text(text) => {
+                let text = text.xml10_content();
+                match field_frame(&mut stack) {
+                    Some(frame) => frame.pieces.push((text.into_owned(), false)),
+                    None if text.chars().all(is_xml_space) => {}
+                    None => return Err(malformed("text outside a field")),
+                }
+                continue;
+            }
+            XmlEvent::CData(cdata) => {
+                let frame = field_frame(&mut stack).ok_or_else(|| malformed("CDATA outside a field"))?;
+                frame.pieces.push((cdata.xml10_content().into_owned(), true));
+                continue;
+            }
+            XmlEvent::GeneralRef(reference) => {
+                let resolved = if reference.is_char_ref() {
+                    match reference.resolve_char_ref() {
+                        Ok(Some(c)) => c.to_string(),
+                        _ => {
+                            return Err(malformed(format!("bad character reference &{};", &*reference)));
+                        }
+                    }
+                } else {
+                    // No DTD is allowed, so only the five predefined entities exist.
+                    resolve_predefined_entity(&reference)
+                        .ok_or_else(|| malformed(format!("undefined entity &{};", &*reference)))?
+                        .to_owned()
+                };
+                let frame = field_frame(&mut stack).ok_or_else(|| malformed("reference outside a field"))?;
+                frame.pieces.push((resolved, true));
+                continue;
+            }
+            XmlEvent::Decl(_) if root_seen => {
+                return Err(malformed("XML declaration after the root"));
+            }
+            XmlEvent::Decl(_) | XmlEvent::Comment(_) | XmlEvent::PI(_) => continue,
+            XmlEvent::Eof => break,
+        };
+        // A start or empty-element tag.
+        let name = start.name().into_inner().to_owned();
+        if !valid_name(&name) {
+            return Err(malformed(format!("invalid element name {name:?}")));
+        }
+        if let Some(Err(err)) = start.attributes().find(Result::is_err) {
+            return Err(malformed(format!("bad attribute in <{name}>: {err}")));
+        }
+        let depth = stack.len();
+        let Some(parent) = stack.last_mut() else {
+            if root_seen {
+                return Err(malformed("content after the root element"));
+            }
+            if name != "xml" {
+                return Err(malformed(format!("root element must be <xml>, found <{name}>")));
+            }
+            root_seen = true;
+            if !empty {
+                stack.push(Frame {
+                    path: String::new(),
+                    pieces: Vec::new(),
+                    has_children: false,
+                    child_counts: BTreeMap::new(),
+                });
+            }
+            continue;
+        };
+        if depth >= MAX_DEPTH {
+            return Err(MessageError::TooDeep);
+        }
+        parent.has_children = true;
+        let count = parent.child_counts.entry(name.clone()).or_insert(0);
+        *count += 1;
+        let segment = if *count == 1 { name } else { format!("{name}[{count}]") };
+        let path = if parent.path.is_empty() { segment } else { format!("{}.{segment}", parent.path) };
+        if empty {
+            fields.insert(path, String::new());
+        } else {
+            stack.push(Frame { path, pieces: Vec::new(), has_children: false, child_counts: BTreeMap::new() });
+        }
+    }
+    if !root_seen {
+        return Err(malformed("empty document: no <xml> root"));
+    }
+    if let Some(frame) = stack.last() {
+        let open = if frame.path.is_empty() { "xml" } else { &frame.path };
+        return Err(malformed(format!("unclosed element <{open}>")));
+    }
+    Ok(fields)
+}
+
+/// Reads the `<ToUserName>` and `<Encrypt>` of a safe- or compatible-mode body.
+pub fn parse_encrypted_envelope(xml: &str) -> Result<Envelope, MessageError> {
+    let mut fields = parse_fields(xml)?;
+    Ok(Envelope { to_user_name: fields.remove("ToUserName"), encrypt: fields.remove("Encrypt") })
+}
+
+/// Typed access to [`Fields`]; all values are strings on the wire (§2.5).
+struct Get<'a>(&'a Fields);
+
+impl Get<'_> {
+    fn req(&self, name: &'static str) -> Result<String, MessageError> {
+        self.0.get(name).cloned().ok_or(MessageError::MissingField(name))
+    }
+
+    /// Optional text; an empty element counts as absent.
+    fn opt(&self, name: &str) -> Option<String> {
+        self.0.get(name).filter(|v| !v.is_empty()).cloned()
+    }
+
+    fn num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, MessageError> {
+        value
+            .trim_matches(is_xml_space)
+            .parse()
+            .map_err(|_| malformed(format!("<{name}> is not a valid number: {value:?}")))
+    }
+
+    fn req_f64(&self, name: &'static str) -> Result<f64, MessageError> {
+        let v: f64 = Self::num(name, &self.req(name)?)?;
+        // NaN and infinities are not coordinates and would not survive JSON.
+        if v.is_finite() { Ok(v) } else { Err(malformed(format!("<{name}> is not finite"))) }
+    }
+
+    fn opt_f64(&self, name: &'static str) -> Result<Option<f64>, MessageError> {
+        self.0.get(name).filter(|v| !v.is_empty()).map(|_| self.req_f64(name)).transpose()
+    }
+
+    fn rest(&self, skip: &[&str]) -> Fields {
+        let keep = |k: &String| !HEADER_FIELDS.contains(&k.as_str()) && !skip.contains(&k.as_str());
+        self.0.iter().filter(|(k, _)| keep(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// Parses a plaintext push (or a decrypted safe-mode message) into a [`Push`].
+///
+/// `ToUserName`, `FromUserName`, `CreateTime` and `MsgType` are required, and
+/// `MsgId` for every known non-event type (→ [`MessageError::MissingField`]).
+/// Numbers that do not parse → `Malformed` naming the field. Unknown message
+/// types and events are kept with their fields.
+pub fn parse(xml: &str) -> Result<Push, MessageError> {
+    let fields = parse_fields(xml)?;
+    let g = Get(&fields);
+    let to_user_name = g.req("ToUserName")?;
+    let from_user_name = g.req("FromUserName")?;
+    let create_time = Get::num("CreateTime", &g.req("CreateTime")?)?;
+    let msg_type = g.req("MsgType")?;
+    let body = match msg_type.to_ascii_lowercase().as_str() {
+        "text" => {
+            Body::Text { content: g.req("Content")?, msg_id: g.req("MsgId")?, biz_msg_menu_id: g.opt("bizmsgmenuid") }
+        }
+        "image" => Body::Image { pic_url: g.req("PicUrl")?, media_id: g.req("MediaId")?, msg_id: g.req("MsgId")? },
+        "voice" => Body::Voice {
+            media_id: g.req("MediaId")?,
+            format: g.req("Format")?,
+            recognition: g.opt("Recognition"),
+            media_id_16k: g.opt("MediaId16K"),
+            msg_id: g.req("MsgId")?,
+        },
+        "video" => {
+            Body::Video { media_id: g.req("MediaId")?, thumb_media_id: g.req("ThumbMediaId")?, msg_id: g.req("MsgId")? }
+        }
+        "shortvideo" => Body::ShortVideo {
+            media_id: g.req("MediaId")?,
+            thumb_media_id: g.req("ThumbMediaId")?,
+            msg_id: g.req("MsgId")?,
+        },
+        // §2.3: Location_X is the latitude, Location_Y the longitude.
+        "location" => Body::Location {
+            latitude: g.req_f64("Location_X")?,
+            longitude: g.req_f64("Location_Y")?,
+            scale: g.opt_f64("Scale")?,
+            label: g.opt("Label"),
+            msg_id: g.req("MsgId")?,
+        },
+        "link" => Body::Link {
+            title: g.req("Title")?,
+            description: g.req("Description")?,
+            url: g.req("Url")?,
+            msg_id: g.req("MsgId")?,
+        },
+        "file" => Body::File {
+            title: g.req("Title")?,
+            description: g.req("Description")?,
+            file_key: g.req("FileKey")?,
+            file_md5: g.req("FileMd5")?,
+            file_total_len: g.opt("FileTotalLen").map(|v| Get::num("FileTotalLen", &v)).transpose()?,
+            msg_id: g.req("MsgId")?,
+        },
+        "event" => Body::Event(parse_event(&g)?),
+        _ => Body::Unknown { msg_type, msg_id: g.opt("MsgId"), fields: g.rest(&["MsgId"]) },
+    };
+    Ok(Push { to_user_name, from_user_name, create_time, body })
+}
+
+/// Maps an event push by its case-insensitive `Event` name (§2.4).
+fn parse_event(g: &Get<'_>) -> Result<Event, MessageError> {
+    let event = g.req("Event")?;
+    Ok(match event.to_ascii_lowercase().as_str() {
+        "subscribe" => Event::Subscribe { event_key: g.opt("EventKey"), ticket: g.opt("Ticket") },
+        "unsubscribe" => Event::Unsubscribe,
+        "scan" => Event::Scan { event_key: g.req("EventKey")?, ticket: g.opt("Ticket") },
+        "location" => Event::Location {
+            latitude: g.req_f64("Latitude")?,
+            longitude: g.req_f64("Longitude")?,
+            precision: g.opt_f64("Precision")?,
+        },
+        "click" => Event::Click { event_key: g.req("EventKey")? },
+        "view" => Event::View { url: g.req("EventKey")?, menu_id: g.opt("MenuId") },
+        _ => Event::Other { fields: g.rest(&["Event"]), event },
+    })
+}
+
+/// Appends `<![CDATA[value]]>`, splitting any `]]>` across two sections.
+fn push_cdata(out: &mut String, value: &str) {
+    out.push_str("<![CDATA[");
+    out.push_str(&value.replace("]]>", "]]]]><![CDATA[>"));
+    out.push_str("]]>");
+}
+
+/// Writes elements one per line, like the official samples (§2.3, §2.4).
+struct XmlOut(String);
+
+impl XmlOut {
+    /// A string field: CDATA.
+    fn text(&mut self, name: &str, value: &str) {
+        self.0.push('<');
+        self.0.push_str(name);
+        self.0.push('>');
+        push_cdata(&mut self.0, value);
+        self.0.push_str(&format!("</{name}>\n"));
+    }
+
+    fn opt_text(&mut self, name: &str, value: Option<&String>) {
+        if let Some(v) = value {
+            self.text(name, v);
+        }
+    }
+
+    /// A number (or id) field: bare, escaped text.
+    fn bare(&mut self, name: &str, value: impl ToString) {
+        self.0.push_str(&format!("<{name}>{}</{name}>\n", escape(value.to_string())));
+    }
+
+    /// Generic fields: all-digit values bare (like `<MsgID>`), others CDATA;
+    /// dotted keys become nested elements and `[n]` suffixes are dropped.
+    fn fields(&mut self, fields: &Fields) {
+        let mut open: Vec<&str> = Vec::new();
+        for (key, value) in fields {
+            let segments: Vec<&str> = key.split('.').collect();
+            let (leaf, parents) = segments.split_last().expect("split yields at least one segment");
+            let common = open.iter().zip(parents).take_while(|(a, b)| a == b).count();
+            while open.len() > common {
+                let seg = open.pop().unwrap_or_default();
+                self.0.push_str(&format!("</{}>\n", element_name(seg)));
+            }
+            for seg in &parents[common..] {
+                self.0.push_str(&format!("<{}>", element_name(seg)));
+                open.push(seg);
+            }
+            let name = element_name(leaf);
+            if !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit()) {
+                self.bare(name, value);
+            } else {
+                self.text(name, value);
+            }
+        }
+        while let Some(seg) = open.pop() {
+            self.0.push_str(&format!("</{}>\n", element_name(seg)));
+        }
+    }
+}
+
+/// Strips the `[n]` repeat suffix of a [`Fields`] path segment.
+fn element_name(segment: &str) -> &str {
+    segment.split('[').next().unwrap_or(segment)
+}
+
+/// Writes `push` in the official push shape (§2.3, §2.4): string fields in
+/// CDATA, numbers bare, one element per line. [`parse`] of the result gives `push` back
+/// (empty optional strings come back as `None`).
+pub fn to_xml(push: &Push) -> String {
+    let mut w = XmlOut(String::from("<xml>\n"));
+    w.text("ToUserName", &push.to_user_name);
+    w.text("FromUserName", &push.from_user_name);
+    w.bare("CreateTime", push.create_time);
+    w.text("MsgType", push.msg_type());
+    let msg_id = push.msg_id();
+    match &push.body {
+        Body::Text { content, biz_msg_menu_id, .. } => {
+            w.text("Content", content);
+            w.opt_text("bizmsgmenuid", biz_msg_menu_id.as_ref());
+        }
+        Body::Image { pic_url, media_id, .. } => {
+            w.text("PicUrl", pic_url);
+            w.text("MediaId", media_id);
+        }
+        Body::Voice { media_id, format, recognition, media_id_16k, .. } => {
+            w.text("MediaId", media_id);
+            w.text("Format", format);
+            w.opt_text("Recognition", recognition.as_ref());
+            w.opt_text("MediaId16K", media_id_16k.as_ref());
+        }
+        Body::Video { media_id, thumb_media_id, .. } | Body::ShortVideo { media_id, thumb_media_id, .. } => {
+            w.text("MediaId", media_id);
+            w.text("ThumbMediaId", thumb_media_id);
+        }
+        Body::Location { latitude, longitude, scale, label, .. } => {
+            w.bare("Location_X", latitude);
+            w.bare("Location_Y", longitude);
+            if let Some(scale) = scale {
+                w.bare("Scale", scale);
+            }
+            w.opt_text("Label", label.as_ref());
+        }
+        Body::Link { title, description, url, .. } => {
+            w.text("Title", title);
+            w.text("Description", description);
+            w.text("Url", url);
+        }
+        Body::File { title, description, file_key, file_md5, file_total_len, .. } => {
+            w.text("Title", title);
+            w.text("Description", description);
+            w.text("FileKey", file_key);
+            w.text("FileMd5", file_md5);
+            if let Some(len) = file_total_len {
+                w.bare("FileTotalLen", len);
+            }
+        }
+        Body::Event(event) => write_event(&mut w, event),
+        Body::Unknown { fields, .. } => w.fields(fields),
+    }
+    if let Some(id) = msg_id {
+        w.bare("MsgId", id);
+    }
+    w.0.push_str("</xml>");
+    w.0
+}
+
+fn write_event(w: &mut XmlOut, event: &Event) {
+    w.text("Event", event.name());
+    match event {
+        Event::Subscribe { event_key, ticket } => {
+            w.opt_text("EventKey", event_key.as_ref());
+            w.opt_text("Ticket", ticket.as_ref());
+        }
+        Event::Unsubscribe => {}
+        Event::Scan { event_key, ticket } => {
+            w.text("EventKey", event_key);
+            w.opt_text("Ticket", ticket.as_ref());
+        }
+        Event::Location { latitude, longitude, precision } => {
+            w.bare("Latitude", latitude);
+            w.bare("Longitude", longitude);
+            if let Some(p) = precision {
+                w.bare("Precision", p);
+            }
+        }
+        Event::Click { event_key } => w.text("EventKey", event_key),
+        Event::View { url, menu_id } => {
+            w.text("EventKey", url);
+            // The official VIEW sample writes MenuId bare (§2.4).
+            if let Some(menu_id) = menu_id {
+                w.bare("MenuId", menu_id);
+            }
+        }
+        Event::Other { fields, .. } => w.fields(fields),
+    }
+}
+
+/// The safe-mode push body: `<xml><ToUserName>…</ToUserName><Encrypt>…</Encrypt></xml>` (§3.1).
+pub fn encrypted_envelope_xml(to_user_name: &str, encrypt: &str) -> String {
+    let mut out = String::from("<xml><ToUserName>");
+    push_cdata(&mut out, to_user_name);
+    out.push_str("</ToUserName><Encrypt>");
+    push_cdata(&mut out, encrypt);
+    out.push_str("</Encrypt></xml>");
+    out
+}
+
+/// The encrypted passive reply (§3.5): `Encrypt`, `MsgSignature` =
+/// sha1(sort(token, timestamp, nonce, encrypt)), `TimeStamp` and the URL `Nonce`.
+pub fn encrypted_reply_xml(encrypt: &str, msg_signature: &str, timestamp: i64, nonce: &str) -> String {
+    let mut w = XmlOut(String::from("<xml>\n"));
+    w.text("Encrypt", encrypt);
+    w.text("MsgSignature", msg_signature);
+    w.bare("TimeStamp", timestamp);
+    w.text("Nonce", nonce);
+    w.0.push_str("</xml>");
+    w.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(push: &Push, to: &str, from: &str, time: i64) {
+        assert_eq!(push.to_user_name, to);
+        assert_eq!(push.from_user_name, from);
+        assert_eq!(push.create_time, time);
+    }
+
+    /// `parse(to_xml(p)) == p`, and the JSON form round-trips too.
+    fn assert_round_trips(push: &Push) {
+        let xml = to_xml(push);
+        assert_eq!(&parse(&xml).unwrap(), push, "XML round trip of:\n{xml}");
+        let json = serde_json::to_string(push).unwrap();
+        assert_eq!(&serde_json::from_str::<Push>(&json).unwrap(), push, "JSON round trip of {json}");
+    }
+
+    // ---- §2.3 normal messages (verbatim samples) ----
+
+    const TEXT: &str = r#"<xml>
+  <ToUserName><![CDATA[toUser]]></ToUserName>
+  <FromUserName><![CDATA[fromUser]]></FromUserName>
+  <CreateTime>1348831860</CreateTime>
+  <MsgType><![CDATA[text]]></MsgType>
+  <Content><![CDATA[this is a test]]></Content>
+  <MsgId>1234567890123456</MsgId>
+  <MsgDataId>xxxx</MsgDataId>
+  <Idx>xxxx</Idx>
+</xml>"#;
+
+    #[test]
+    fn official_text() {
+        let p = parse(TEXT).unwrap();
+        header(&p, "toUser", "fromUser", 1348831860);
+        assert_eq!(
+            p.body,
+            Body::Text { content: "this is a test".into(), msg_id: "1234567890123456".into(), biz_msg_menu_id: None }
+        );
+        assert_eq!(p.msg_type(), "text");
+        assert_eq!(p.msg_id(), Some("1234567890123456"));
+        assert_round_trips(&p);
+    }
+
+    #[test]
+    fn official_image() {
+        let xml = r#"<xml>
+  <ToUserName><![CDATA[toUser]]></ToUserName>
+  <FromUserName><![CDATA[fromUser]]></FromUserName>
+  <CreateTime>1348831860</CreateTime>
+  <MsgType><![CDATA[image]]></MsgType>
+  <PicUrl><![CDATA[this is a url]]></PicUrl>
+  <MediaId><![CDATA[media_id]]></MediaId>
+  <MsgId>1234567890123456</MsgId>
+  <MsgDataId>xxxx</MsgDataId>
+  <Idx>xxxx</Idx>
+</xml>"#;
+        let p = parse(xml).unwrap();
+        header(&p, "toUser", "fromUser", 1348831860);
+        assert_eq!(
+            p.body,
+            Body::Image {
+                pic_url: "this is a url".into(),
+                media_id: "media_id".into(),
+                msg_id: "1234567890123456".into()
+            }
+        );
+        assert_round_trips(&p);
+    }
+
+    #[test]
+    fn official_voice() {
+        let xml = r#"<xml>
+  <ToUserName><![CDATA[toUser]]></ToUserName>
+  <FromUserName><![CDATA[fromUser]]></FromUserName>
+  <CreateTime>1357290913</CreateTime>
+  <MsgType><![CDATA[voice]]></MsgType>
+  <MediaId><![CDATA[media_id]]></MediaId>
+  <Format><![CDATA[Format]]></Format>
+  <MsgId>1234567890123456</MsgId>
+  <MsgDataId>xxxx</MsgDataId>
+  <Idx>xxxx</Idx>
+  <MediaId16K><![CDATA[media_id_16k]]></MediaId16K>
+</xml>"#;
+        let p = parse(xml).unwrap();
+        header(&p, "toUser", "fromUser", 1357290913);
+        assert_eq!(
+            p.body,
+            Body::Voice {
+                media_id: "media_id".into(),
+                format: "Format".into(),
+                recognition: None,
+                media_id_16k: Some("media_id_16k".into()),
+                msg_id: "1234567890123456".into(),
+            }
+        );
+        assert_round_trips(&p);
+    }
+
+    #[test]
+    fn official_voice_with_recognition() {
+        let xml = "<xml> <ToUserName><![CDATA[toUser]]></ToUserName> <FromUserName><![CDATA[fromUser]]></FromUserName> <CreateTime>1357290913</CreateTime> <MsgType><![CDATA[voice]]></MsgType> <MediaId><![CDATA[media_id]]></MediaId> <Format><![CDATA[Format]]></Format> <Recognition><![CDATA[腾讯微信团队]]></Recognition> <MsgId>1234567890123456</MsgId> </xml>";
+        let p = parse(xml).unwrap();
+        assert_eq!(
+            p.body,
+            Body::Voice {
+                media_id: "media_id".into(),
+                format: "Format".into(),
+                recognition: Some("腾讯微信团队".into()),
+                media_id_16k: None,
+                msg_id: "1234567890123456".into(),
+            }
+        );
+        assert_round_trips(&p);
+        // Recognition now arrives empty (§2.3): treated as absent.
+        let empty = xml.replace("腾讯微信团队", "");
+        assert!(matches!(parse(&empty).unwrap().body, Body::Voice { recognition: None, .. }));
+    }
+
+    const VIDEO: &str = r#"<xml>
+  <ToUserName><![CDATA[toUser]]></ToUserName>
+  <FromUserName><![CDATA[fromUser]]></FromUserName>
+  <CreateTime>1357290913</CreateTime>
+  <MsgType><![CDATA[video]]></MsgType>
+  <MediaId><![CDATA[media_id]]></MediaId>
+  <ThumbMediaId><![CDATA[thumb_media_id]]></ThumbMediaId>
+  <MsgId>1234567890123456</MsgId>
+  <MsgDataId>xxxx</MsgDataId>
+  <Idx>xxxx</Idx>
+</xml>"#;
+
+    #[test]
+    fn official_video_and_shortvideo() {
+        let p = parse(VIDEO).unwrap();
+        assert_eq!(
+            p.body,
+            Body::Video {
+                media_id: "media_id".into(),
+                thumb_media_id: "thumb_media_id".into(),
+                msg_id: "1234567890123456".into()
+            }
+        );
+        assert_round_trips(&p);
+        let p = parse(&VIDEO.replace("[video]", "[shortvideo]")).unwrap();
+        assert_eq!(
+            p.body,
+            Body::ShortVideo {
+                media_id: "media_id".into(),
+                thumb_media_id: "thumb_media_id".into(),
+                msg_id: "1234567890123456".into()
+            }
+        );
+        assert_eq!(p.msg_type(), "shortvideo");
+        assert!(serde_json::to_string(&p).unwrap().contains(r#""type":"shortvideo""#));
+        assert_round_trips(&p);
+    }
+
+    #[test]
+    fn official_location() {
+        let xml = r#"<xml>
+  <ToUserName><![CDATA[toUser]]></ToUserName>
+  <FromUserName><![CDATA[fromUser]]></FromUserName>
+  <CreateTime>1351776360</CreateTime>
+  <MsgType><![CDATA[location]]></MsgType>
+  <Location_X>23.134521</Location_X>
+  <Location_Y>113.358803</Location_Y>
+  <Scale>20</Scale>
+  <Label><![CDATA[位置信息]]></Label>
+  <MsgId>1234567890123456</MsgId>
+  <MsgDataId>xxxx</MsgDataId>
+  <Idx>xxxx</Idx>
+</xml>"#;
+        let p = parse(xml).unwrap();
+        assert_eq!(
+            p.body,
+            Body::Location {
+                latitude: 23.134521,
+                longitude: 113.358803,
+                scale: Some(20.0),
+                label: Some("位置信息".into()),
+                msg_id: "1234567890123456".into(),
+            }
+        );
+        assert_round_trips(&p);
+        let bad = xml.replace("23.134521", "north");
+        match parse(&bad) {
+            Err(MessageError::Malformed(m)) => assert!(m.contains("Location_X"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse(&xml.replace("23.134521", "NaN")), Err(MessageError::Malformed(_))));
+    }
+
+    #[test]
+    fn official_link() {
+        let xml = r#"<xml>
+  <ToUserName><![CDATA[toUser]]></ToUserName>
+  <FromUserName><![CDATA[fromUser]]></FromUserName>
+  <CreateTime>1351776360</CreateTime>
+  <MsgType><![CDATA[link]]></MsgType>
+  <Title><![CDATA[公众平台官网链接]]></Title>
+  <Description><![CDATA[公众平台官网链接]]></Description>
+  <Url><![CDATA[url]]></Url>
+  <MsgId>1234567890123456</MsgId>
+  <MsgDataId>xxxx</MsgDataId>
+  <Idx>xxxx</Idx>
+</xml>"#;
+        let p = parse(xml).unwrap();
+        assert_eq!(
+            p.body,
+            Body::Link {
+                title: "公众平台官网链接".into(),
+                description: "公众平台官网链接".into(),
+                url: "url".into(),
+                msg_id: "1234567890123456".into(),
+            }
+        );
+        assert_round_trips(&p);
+    }
+
+    #[test]
+    fn file_message() {
+        let xml = "<xml><ToUserName><![CDATA[toUser]]></ToUserName><FromUserName><![CDATA[fromUser]]></FromUserName><CreateTime>1357290913</CreateTime><MsgType><![CDATA[file]]></MsgType><Title><![CDATA[report.pdf]]></Title><Description><![CDATA[Q3 report]]></Description><FileKey><![CDATA[fk_123]]></FileKey><FileMd5><![CDATA[5a6fa8d8bd0a2b0b8c1e3c1d2f3a4b5c]]></FileMd5><FileTotalLen>102400</FileTotalLen><MsgId>1234567890123456</MsgId></xml>";
+        let p = parse(xml).unwrap();
+        assert_eq!(
+            p.body,
+            Body::File {
+                title: "report.pdf".into(),
+                description: "Q3 report".into(),
+                file_key: "fk_123".into(),
+                file_md5: "5a6fa8d8bd0a2b0b8c1e3c1d2f3a4b5c".into(),
+                file_total_len: Some(102400),
+                msg_id: "1234567890123456".into(),
+            }
+        );
+        assert_round_trips(&p);
+        match parse(&xml.replace("102400", "-1")) {
+            Err(MessageError::Malformed(m)) => assert!(m.contains("FileTotalLen"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_msg_type_is_kept() {
+        let xml = "<xml><ToUserName><![CDATA[toUser]]></ToUserName><FromUserName><![CDATA[fromUser]]></FromUserName><CreateTime>1482048670</CreateTime><MsgType><![CDATA[miniprogrampage]]></MsgType><MsgId>1234567890123456</MsgId><Title><![CDATA[Title]]></Title><AppId><![CDATA[AppId]]></AppId><PagePath><![CDATA[PagePath]]></PagePath><ThumbUrl><![CDATA[ThumbUrl]]></ThumbUrl><ThumbMediaId><![CDATA[ThumbMediaId]]></ThumbMediaId></xml>";
+        let p = parse(xml).unwrap();
+        let Body::Unknown { msg_type, msg_id, fields } = &p.body else { panic!("{p:?}") };
+        assert_eq!(msg_type, "miniprogrampage");
+        assert_eq!(msg_id.as_deref(), Some("1234567890123456"));
+        assert_eq!(fields.len(), 5);
+        assert_eq!(fields["PagePath"], "PagePath");
+        assert_eq!(p.msg_type(), "miniprogrampage");
+        assert_eq!(p.dedup_key(), "msg:fromUser:1234567890123456");
+        assert_round_trips(&p);
+        // Without MsgId the unknown type is still accepted and dedups like an event.
+        let p = parse(&xml.replace("<MsgId>1234567890123456</MsgId>", "")).unwrap();
+        assert_eq!(p.msg_id(), None);
+        assert_eq!(p.dedup_key(), "evt:fromUser:1482048670:miniprogrampage");
+        assert_round_trips(&p);
+    }
+
+    #[test]
+    fn bizmsgmenuid_and_wecom_plaintext() {
+        // Decrypted WeCom sample (§3.7 V1): newline-separated, with AgentID.
+        let xml = "<xml><ToUserName><![CDATA[wx5823bf96d3bd56c7]]></ToUserName>\n<FromUserName><![CDATA[mycreate]]></FromUserName>\n<CreateTime>1409659813</CreateTime>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[hello]]></Content>\n<MsgId>4561255354251345929</MsgId>\n<AgentID>218</AgentID>\n</xml>";
+        let p = parse(xml).unwrap();
+        assert_eq!(p.msg_id(), Some("4561255354251345929"));
+        let with_menu = xml.replace("<AgentID>", "<bizmsgmenuid>101</bizmsgmenuid><AgentID>");
+        let p = parse(&with_menu).unwrap();
+        assert!(matches!(&p.body, Body::Text { biz_msg_menu_id: Some(id), .. } if id == "101"));
+        assert_round_trips(&p);
+    }
+
+    // ---- §2.4 events (verbatim samples) ----
+
+    #[test]
+    fn official_subscribe_and_unsubscribe() {
+        let xml = r#"<xml>
+  <ToUserName><![CDATA[toUser]]></ToUserName>
+  <FromUserName><![CDATA[FromUser]]></FromUserName>
+  <CreateTime>123456789</CreateTime>
+  <MsgType><![CDATA[event]]></MsgType>
+  <Event><![CDATA[subscribe]]></Event>
+</xml>"#;
+        let p = parse(xml).unwrap();
+        header(&p, "toUser", "FromUser", 123456789);
+        assert_eq!(p.body, Body::Event(Event::Subscribe { event_key: None, ticket: None }));
+        assert_eq!(p.msg_type(), "event");
+        assert_eq!(p.msg_id(), None);
+        assert_round_trips(&p);
+        let p = parse(&xml.replace("[subscribe]", "[unsubscribe]")).unwrap();
+        assert_eq!(p.body, Body::Event(Event::Unsubscribe));
+        assert_round_trips(&p);
+        // A plain subscribe often carries an empty EventKey: still None.
+        let empty_key = xml.replace("</Event>", "</Event><EventKey><![CDATA[]]></EventKey>");
+        assert_eq!(parse(&empty_key).unwrap().body, Body::Event(Event::Subscribe { event_key: None, ticket: None }));
+    }
+
+    #[test]
+    fn official_subscribe_via_qr_scene() {
+        let xml = r#"<xml><ToUserName><![CDATA[toUser]]></ToUserName>
+<FromUserName><![CDATA[FromUser]]></FromUserName>
+<CreateTime>123456789</CreateTime>
+<MsgType><![CDATA[event]]></MsgType>
+<Event><![CDATA[subscribe]]></Event>
+<EventKey><![CDATA[qrscene_123123]]></EventKey>
+<Ticket><![CDATA[TICKET]]></Ticket>
+</xml>"#;
+        let p = parse(xml).unwrap();
+        assert_eq!(
+            p.body,
+            Body::Event(Event::Subscribe { event_key: Some("qrscene_123123".into()), ticket: Some("TICKET".into()) })
+        );
+        assert_round_trips(&p);
+    }
+
+    const SCAN: &str = r#"<xml>
+<ToUserName><![CDATA[toUser]]></ToUserName>
+<FromUserName><![CDATA[FromUser]]></FromUserName>
+<CreateTime>123456789</CreateTime>
+<MsgType><![CDATA[event]]></MsgType>
+<Event><![CDATA[SCAN]]></Event>
+<EventKey><![CDATA[SCENE_VALUE]]></EventKey>
+<Ticket><![CDATA[TICKET]]></Ticket>
+</xml>"#;
+
+    #[test]
+    fn official_scan_and_lowercase_scan() {
+        let expected = Body::Event(Event::Scan { event_key: "SCENE_VALUE".into(), ticket: Some("TICKET".into()) });
+        let p = parse(SCAN).unwrap();
+        assert_eq!(p.body, expected);
+        assert_round_trips(&p);
+        assert_eq!(parse(&SCAN.replace("[SCAN]", "[scan]")).unwrap().body, expected);
+        assert_eq!(parse(&SCAN.replace("[SCAN]", "[Scan]")).unwrap().body, expected);
+    }
+
+    #[test]
+    fn official_location_event() {
+        let xml = r#"<xml>
+  <ToUserName><![CDATA[toUser]]></ToUserName>
+  <FromUserName><![CDATA[fromUser]]></FromUserName>
+  <CreateTime>123456789</CreateTime>
+  <MsgType><![CDATA[event]]></MsgType>
+  <Event><![CDATA[LOCATION]]></Event>
+  <Latitude>23.137466</Latitude>
+  <Longitude>113.352425</Longitude>
+  <Precision>119.385040</Precision>
+</xml>"#;
+        let p = parse(xml).unwrap();
+        assert_eq!(
+            p.body,
+            Body::Event(Event::Location { latitude: 23.137466, longitude: 113.352425, precision: Some(119.38504) })
+        );
+        assert_round_trips(&p);
+        assert_eq!(parse(&xml.replace("LOCATION", "location")).unwrap().body, p.body);
+        assert!(matches!(
+            parse(&xml.replace("<Latitude>23.137466</Latitude>", "")),
+            Err(MessageError::MissingField("Latitude"))
+        ));
+    }
+
+    const CLICK: &str = r#"<xml>
+  <ToUserName><![CDATA[toUser]]></ToUserName>
+  <FromUserName><![CDATA[FromUser]]></FromUserName>
+  <CreateTime>123456789</CreateTime>
+  <MsgType><![CDATA[event]]></MsgType>
+  <Event><![CDATA[CLICK]]></Event>
+  <EventKey><![CDATA[EVENTKEY]]></EventKey>
+</xml>"#;
+
+    #[test]
+    fn official_click_and_lowercase_click() {
+        let expected = Body::Event(Event::Click { event_key: "EVENTKEY".into() });
+        let p = parse(CLICK).unwrap();
+        assert_eq!(p.body, expected);
+        assert_round_trips(&p);
+        assert_eq!(parse(&CLICK.replace("[CLICK]", "[click]")).unwrap().body, expected);
+    }
+
+    #[test]
+    fn official_view_with_menu_id() {
+        let xml = r#"<xml>
+<ToUserName><![CDATA[toUser]]></ToUserName>
+<FromUserName><![CDATA[FromUser]]></FromUserName>
+<CreateTime>123456789</CreateTime>
+<MsgType><![CDATA[event]]></MsgType>
+<Event><![CDATA[VIEW]]></Event>
+<EventKey><![CDATA[www.qq.com]]></EventKey>
+<MenuId>MENUID</MenuId>
+</xml>"#;
+        let p = parse(xml).unwrap();
+        assert_eq!(p.body, Body::Event(Event::View { url: "www.qq.com".into(), menu_id: Some("MENUID".into()) }));
+        assert_round_trips(&p);
+        assert!(to_xml(&p).contains("<MenuId>MENUID</MenuId>"));
+    }
+
+    #[test]
+    fn official_templatesendjobfinish_is_other() {
+        let xml = r#"<xml>
+<ToUserName><![CDATA[touser]]></ToUserName>
+<FromUserName><![CDATA[fromuser]]></FromUserName>
+<CreateTime>1395658920</CreateTime>
+<MsgType><![CDATA[event]]></MsgType>
+<Event><![CDATA[TEMPLATESENDJOBFINISH]]></Event>
+<MsgID>200163836</MsgID>
+<Status><![CDATA[success]]></Status>
+</xml>"#;
+        let p = parse(xml).unwrap();
+        let Body::Event(Event::Other { event, fields }) = &p.body else { panic!("{p:?}") };
+        assert_eq!(event, "TEMPLATESENDJOBFINISH");
+        // The event's `MsgID` spelling (capital D) is kept as a field, not a MsgId.
+        assert_eq!(fields.get("MsgID").map(String::as_str), Some("200163836"));
+        assert_eq!(fields.get("Status").map(String::as_str), Some("success"));
+        assert_eq!(fields.len(), 2);
+        assert_eq!(p.msg_id(), None);
+        assert_eq!(p.dedup_key(), "evt:fromuser:1395658920:TEMPLATESENDJOBFINISH");
+        assert_round_trips(&p);
+        assert!(to_xml(&p).contains("<MsgID>200163836</MsgID>"));
+    }
+
+    #[test]
+    fn official_scancode_waitmsg_is_other_with_nested_fields() {
+        let xml = r#"<xml><ToUserName><![CDATA[gh_e136c6e50636]]></ToUserName>
+<FromUserName><![CDATA[oMgHVjngRipVsoxg6TuX3vz6glDg]]></FromUserName>
+<CreateTime>1408090606</CreateTime>
+<MsgType><![CDATA[event]]></MsgType>
+<Event><![CDATA[scancode_waitmsg]]></Event>
+<EventKey><![CDATA[6]]></EventKey>
+<ScanCodeInfo><ScanType><![CDATA[qrcode]]></ScanType>
+<ScanResult><![CDATA[2]]></ScanResult>
+</ScanCodeInfo>
+</xml>"#;
+        let p = parse(xml).unwrap();
+        let Body::Event(Event::Other { event, fields }) = &p.body else { panic!("{p:?}") };
+        assert_eq!(event, "scancode_waitmsg");
+        let expected: Fields =
+            [("EventKey", "6"), ("ScanCodeInfo.ScanResult", "2"), ("ScanCodeInfo.ScanType", "qrcode")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        assert_eq!(fields, &expected);
+        assert_round_trips(&p);
+    }
+
+    #[test]
+    fn repeated_nested_elements_get_an_index() {
+        let xml = "<xml><ToUserName>t</ToUserName><FromUserName>f</FromUserName><CreateTime>1</CreateTime><MsgType>event</MsgType><Event>pic_weixin</Event><EventKey>k</EventKey><SendPicsInfo><Count>2</Count><PicList><item><PicMd5Sum><![CDATA[aaa]]></PicMd5Sum></item><item><PicMd5Sum><![CDATA[bbb]]></PicMd5Sum></item></PicList></SendPicsInfo></xml>";
+        let fields = parse_fields(xml).unwrap();
+        assert_eq!(fields["SendPicsInfo.Count"], "2");
+        assert_eq!(fields["SendPicsInfo.PicList.item.PicMd5Sum"], "aaa");
+        assert_eq!(fields["SendPicsInfo.PicList.item[2].PicMd5Sum"], "bbb");
+        assert!(!fields.contains_key("SendPicsInfo"));
+        assert_round_trips(&parse(xml).unwrap());
+    }
+
+    // ---- text handling ----
+
+    fn content_of(inner: &str) -> String {
+        let xml = format!(
+            "<xml><ToUserName>t</ToUserName><FromUserName>f</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType><Content>{inner}</Content><MsgId>1</MsgId></xml>"
+        );
+        match parse(&xml).unwrap().body {
+            Body::Text { content, .. } => content,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn cdata_is_literal_and_text_is_unescaped() {
+        assert_eq!(content_of("<![CDATA[<b>&amp; 你好]]>"), "<b>&amp; 你好");
+        assert_eq!(content_of("&lt;b&gt; &amp;amp; &#20320;&#x597D; &quot;&apos;"), "<b> &amp; 你好 \"'");
+        // Text is trimmed of XML whitespace; CDATA keeps its spaces; U+3000 is not XML whitespace.
+        assert_eq!(content_of("\n   plain text \n "), "plain text");
+        assert_eq!(content_of("\n  <![CDATA[  padded  ]]>\n  "), "  padded  ");
+        assert_eq!(content_of("\u{3000}全角\u{3000}"), "\u{3000}全角\u{3000}");
+        assert_eq!(content_of("a<![CDATA[b]]>c"), "abc");
+        assert_eq!(content_of(""), "");
+        assert_eq!(content_of("<!-- note -->x"), "x");
+    }
+
+    #[test]
+    fn cdata_terminator_in_values_round_trips() {
+        let push = Push {
+            to_user_name: "gh_1".into(),
+            from_user_name: "o_1".into(),
+            create_time: 1,
+            body: Body::Text {
+                content: "a]]>b]]]]>c<![CDATA[d&amp;".into(),
+                msg_id: "7".into(),
+                biz_msg_menu_id: None,
+            },
+        };
+        let xml = to_xml(&push);
+        assert!(xml.contains("]]]]><![CDATA[>"), "{xml}");
+        assert_round_trips(&push);
+    }
+
+    // ---- hostile and broken input ----
+
+    #[test]
+    fn billion_laughs_is_forbidden() {
+        let xml = r#"<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+]>
+<xml><ToUserName>t</ToUserName><FromUserName>f</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType><Content>&lol2;</Content><MsgId>1</MsgId></xml>"#;
+        assert!(matches!(parse(xml), Err(MessageError::DoctypeForbidden)));
+        assert!(matches!(parse_fields(xml), Err(MessageError::DoctypeForbidden)));
+    }
+
+    #[test]
+    fn external_entity_is_forbidden() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?><!DOCTYPE xml [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><xml><ToUserName>&xxe;</ToUserName></xml>"#;
+        assert!(matches!(parse(xml), Err(MessageError::DoctypeForbidden)));
+        let inner = "<xml><ToUserName>t</ToUserName><!DOCTYPE x SYSTEM \"http://evil/\"></xml>";
+        assert!(matches!(parse_fields(inner), Err(MessageError::DoctypeForbidden)));
+        let bare_entity = r#"<xml><!ENTITY x SYSTEM "file:///etc/passwd"><ToUserName>t</ToUserName></xml>"#;
+        assert!(matches!(parse_fields(bare_entity), Err(MessageError::DoctypeForbidden)));
+        // The same text inside CDATA is just text.
+        let fields = parse_fields("<xml><Content><![CDATA[<!DOCTYPE html><!ENTITY x>]]></Content></xml>").unwrap();
+        assert_eq!(fields["Content"], "<!DOCTYPE html><!ENTITY x>");
+    }
+
+    #[test]
+    fn malformed_documents() {
+        for xml in [
+            "",
+            "   \n ",
+            "hello",
+            "<xml><ToUserName>t</ToUserName>",
+            "<xml><ToUserName>t</xml>",
+            "<xml><ToUserName>t</FromUserName></xml>",
+            "</xml>",
+            "<xml></xml>trailing",
+            "<xml></xml><xml></xml>",
+            "junk<xml></xml>",
+            "<xml><a>x & y</a></xml>",
+            "<xml><a>x < y</a></xml>",
+            "<xml><a>&foo;</a></xml>",
+            "<xml><a>&#0;</a></xml>",
+            "<xml><a b=></a></xml>",
+            "<xml><a b='1' b='2'></a></xml>",
+            "<xml><1a>x</1a></xml>",
+            "<xml>loose text</xml>",
+            "<xml><![CDATA[loose]]></xml>",
+            "<xml><a><![CDATA[unterminated</a></xml>",
+            "<xml><?xml version=\"1.0\"?></xml>",
+            "\u{0}\u{1}\u{2}binary",
+        ] {
+            assert!(
+                matches!(parse_fields(xml), Err(MessageError::Malformed(_))),
+                "{xml:?} gave {:?}",
+                parse_fields(xml)
+            );
+        }
+    }
+
+    #[test]
+    fn root_must_be_xml() {
+        let xml = "<root><ToUserName>t</ToUserName></root>";
+        match parse(xml) {
+            Err(MessageError::Malformed(m)) => assert!(m.contains("root"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // A declaration and comments around the root are fine; `<xml/>` is an empty root.
+        assert!(parse_fields("<?xml version=\"1.0\"?><!-- c --><xml><a>1</a></xml><!-- d -->\n").is_ok());
+        assert!(parse_fields("<xml/>").unwrap().is_empty());
+    }
+
+    #[test]
+    fn depth_is_limited() {
+        let nest = |n: usize| {
+            let open: String = (1..n).map(|i| format!("<e{i}>")).collect();
+            let close: String = (1..n).rev().map(|i| format!("</e{i}>")).collect();
+            format!("<xml>{open}v{close}</xml>")
+        };
+        let ok = parse_fields(&nest(8)).unwrap();
+        assert_eq!(ok["e1.e2.e3.e4.e5.e6.e7"], "v");
+        assert!(matches!(parse_fields(&nest(9)), Err(MessageError::TooDeep)));
+        assert!(matches!(parse_fields(&nest(10_000)), Err(MessageError::TooDeep)));
+    }
+
+    #[test]
+    fn missing_and_bad_required_fields() {
+        let no_from = TEXT.replace("<FromUserName><![CDATA[fromUser]]></FromUserName>", "");
+        assert!(matches!(parse(&no_from), Err(MessageError::MissingField("FromUserName"))));
+        let no_id = TEXT.replace("<MsgId>1234567890123456</MsgId>", "");
+        assert!(matches!(parse(&no_id), Err(MessageError::MissingField("MsgId"))));
+        let no_type = TEXT.replace("<MsgType><![CDATA[text]]></MsgType>", "");
+        assert!(matches!(parse(&no_type), Err(MessageError::MissingField("MsgType"))));
+        let no_event = CLICK.replace("<Event><![CDATA[CLICK]]></Event>", "");
+        assert!(matches!(parse(&no_event), Err(MessageError::MissingField("Event"))));
+        match parse(&TEXT.replace("1348831860", "yesterday")) {
+            Err(MessageError::Malformed(m)) => assert!(m.contains("CreateTime"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // ---- envelopes, replies, dedup, JSON ----
+
+    #[test]
+    fn encrypted_envelope_safe_and_compatible() {
+        let wecom = "<xml><ToUserName><![CDATA[wx5823bf96d3bd56c7]]></ToUserName><Encrypt><![CDATA[RypEvHKD8QQKFhvQ6QleEB4J58tiPdvo+rtK1I9qca6aM/wvqnLSV5zEPeusUiX5L5X/0lWfrf0QADHHhGd3QczcdCUpj911L3vg3W/sYYvuJTs3TUUkSUXxaccAS0qhxchrRYt66wiSpGLYL42aM6A8dTT+6k4aSknmPj48kzJs8qLjvd4Xgpue06DOdnLxAUHzM6+kDZ+HMZfJYuR+LtwGc2hgf5gsijff0ekUNXZiqATP7PF5mZxZ3Izoun1s4zG4LUMnvw2r+KqCKIw+3IQH03v+BCA9nMELNqbSf6tiWSrXJB3LAVGUcallcrw8V2t9EL4EhzJWrQUax5wLVMNS0+rUPA3k22Ncx4XXZS9o0MBH27Bo6BpNelZpS+/uh9KsNlY6bHCmJU9p8g7m3fVKn28H3KDYA5Pl/T8Z1ptDAVe0lXdQ2YoyyH2uyPIGHBZZIs2pDBS8R07+qN+E7Q==]]></Encrypt></xml>";
+        let env = parse_encrypted_envelope(wecom).unwrap();
+        assert_eq!(env.to_user_name.as_deref(), Some("wx5823bf96d3bd56c7"));
+        assert!(env.encrypt.as_deref().unwrap().starts_with("RypEvHKD8QQ"));
+        assert_eq!(encrypted_envelope_xml("wx5823bf96d3bd56c7", env.encrypt.as_deref().unwrap()), wecom);
+        // Compatible mode: plaintext fields plus <Encrypt>.
+        let compatible = TEXT.replace("</xml>", "<Encrypt><![CDATA[abc=]]></Encrypt>\n</xml>");
+        let env = parse_encrypted_envelope(&compatible).unwrap();
+        assert_eq!(env, Envelope { to_user_name: Some("toUser".into()), encrypt: Some("abc=".into()) });
+        assert!(parse(&compatible).is_ok());
+        // Plaintext mode: no Encrypt.
+        assert_eq!(parse_encrypted_envelope(TEXT).unwrap().encrypt, None);
+    }
+
+    #[test]
+    fn encrypted_reply_matches_wechatpy() {
+        // §3.7 V4 expected reply, byte for byte.
+        let expected = "<xml>\n<Encrypt><![CDATA[9s4gMv99m88kKTh/H8IdkOiMg6bisoy3ypwy9H4hvSPe9nsGaqyw5hhSjdYbcrKk+j3nba4HMOTzHrluLBYqxgNcBqGsL8GqxlhZgURnAtObvesEl5nZ+uBE8bviY0LWke8Zy9V/QYKxNV2FqllNXcfmstttyIkMKCCmVbCFM2JTF5wY0nFhHZSjPUL2Q1qvSUCUld+/WIXrx0oyKQmpB6o8NRrrNrsDf03oxI1p9FxUgMnwKKZeOA/uu+2IEvEBtb7muXsVbwbgX05UPPJvFurDXafG0RQyPR+mf1nDnAtQmmNOuiR5MIkdQ39xn1vWwi1O5oazPoQJz0nTYjxxEE8kv3kFxtAGVRe3ypD3WeK2XeFYFMNMpatF9XiKzHo3]]></Encrypt>\n<MsgSignature><![CDATA[407518b7649e86ef23978113f92d27afa9296533]]></MsgSignature>\n<TimeStamp>1411525903</TimeStamp>\n<Nonce><![CDATA[461056294]]></Nonce>\n</xml>";
+        let encrypt = "9s4gMv99m88kKTh/H8IdkOiMg6bisoy3ypwy9H4hvSPe9nsGaqyw5hhSjdYbcrKk+j3nba4HMOTzHrluLBYqxgNcBqGsL8GqxlhZgURnAtObvesEl5nZ+uBE8bviY0LWke8Zy9V/QYKxNV2FqllNXcfmstttyIkMKCCmVbCFM2JTF5wY0nFhHZSjPUL2Q1qvSUCUld+/WIXrx0oyKQmpB6o8NRrrNrsDf03oxI1p9FxUgMnwKKZeOA/uu+2IEvEBtb7muXsVbwbgX05UPPJvFurDXafG0RQyPR+mf1nDnAtQmmNOuiR5MIkdQ39xn1vWwi1O5oazPoQJz0nTYjxxEE8kv3kFxtAGVRe3ypD3WeK2XeFYFMNMpatF9XiKzHo3";
+        let xml = encrypted_reply_xml(encrypt, "407518b7649e86ef23978113f92d27afa9296533", 1411525903, "461056294");
+        assert_eq!(xml, expected);
+        let fields = parse_fields(&xml).unwrap();
+        assert_eq!(fields["TimeStamp"], "1411525903");
+        assert_eq!(fields["Encrypt"], encrypt);
+    }
+
+    #[test]
+    fn dedup_keys() {
+        assert_eq!(parse(TEXT).unwrap().dedup_key(), "msg:fromUser:1234567890123456");
+        assert_eq!(parse(CLICK).unwrap().dedup_key(), "evt:FromUser:123456789:CLICK");
+        assert_eq!(parse(SCAN).unwrap().dedup_key(), "evt:FromUser:123456789:SCAN");
+        // Same MsgId from two users: different keys (WxJava #333).
+        let other_user = TEXT.replace("[fromUser]", "[otherUser]");
+        assert_ne!(parse(TEXT).unwrap().dedup_key(), parse(&other_user).unwrap().dedup_key());
+    }
+
+    #[test]
+    fn every_variant_round_trips_through_xml_and_json() {
+        let fields: Fields = [("A", "x ]]> y"), ("Nested.Inner", "1"), ("Nested.Other", "two"), ("Empty", "")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let id = || "9223372036854775807".to_owned();
+        let bodies = vec![
+            Body::Text { content: "hi <b> & 你好".into(), msg_id: id(), biz_msg_menu_id: Some("101".into()) },
+            Body::Image { pic_url: "http://mmbiz/x?a=1&b=2".into(), media_id: "m".into(), msg_id: id() },
+            Body::Voice {
+                media_id: "m".into(),
+                format: "amr".into(),
+                recognition: Some("r".into()),
+                media_id_16k: Some("m16".into()),
+                msg_id: id(),
+            },
+            Body::Voice {
+                media_id: "m".into(),
+                format: "amr".into(),
+                recognition: None,
+                media_id_16k: None,
+                msg_id: id(),
+            },
+            Body::Video { media_id: "m".into(), thumb_media_id: "t".into(), msg_id: id() },
+            Body::ShortVideo { media_id: "m".into(), thumb_media_id: "t".into(), msg_id: id() },
+            Body::Location {
+                latitude: -33.8688,
+                longitude: 151.2093,
+                scale: Some(15.0),
+                label: Some("Sydney".into()),
+                msg_id: id(),
+            },
+            Body::Location { latitude: 0.0, longitude: 0.0, scale: None, label: None, msg_id: id() },
+            Body::Link { title: "t".into(), description: "d".into(), url: "u".into(), msg_id: id() },
+            Body::File {
+                title: "f".into(),
+                description: "d".into(),
+                file_key: "k".into(),
+                file_md5: "m".into(),
+                file_total_len: Some(u64::MAX),
+                msg_id: id(),
+            },
+            Body::File {
+                title: "f".into(),
+                description: "".into(),
+                file_key: "k".into(),
+                file_md5: "m".into(),
+                file_total_len: None,
+                msg_id: id(),
+            },
+            Body::Event(Event::Subscribe { event_key: Some("qrscene_1".into()), ticket: Some("T".into()) }),
+            Body::Event(Event::Subscribe { event_key: None, ticket: None }),
+            Body::Event(Event::Unsubscribe),
+            Body::Event(Event::Scan { event_key: "1".into(), ticket: None }),
+            Body::Event(Event::Location { latitude: 1.5, longitude: -2.25, precision: Some(30.0) }),
+            Body::Event(Event::Location { latitude: 1.5, longitude: -2.25, precision: None }),
+            Body::Event(Event::Click { event_key: "K".into() }),
+            Body::Event(Event::View { url: "https://a/?x=1&y=2".into(), menu_id: Some("3".into()) }),
+            Body::Event(Event::View { url: "https://a/".into(), menu_id: None }),
+            Body::Event(Event::Other { event: "kf_close_session".into(), fields: fields.clone() }),
+            Body::Unknown { msg_type: "miniprogrampage".into(), msg_id: Some(id()), fields: fields.clone() },
+            Body::Unknown { msg_type: "weird".into(), msg_id: None, fields: Fields::new() },
+        ];
+        for body in bodies {
+            let push =
+                Push { to_user_name: "gh_abc".into(), from_user_name: "oUser".into(), create_time: 1714112445, body };
+            assert_round_trips(&push);
+        }
+    }
+
+    #[test]
+    fn json_shape() {
+        let p = parse(CLICK).unwrap();
+        let v: serde_json::Value = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "to_user_name": "toUser",
+                "from_user_name": "FromUser",
+                "create_time": 123456789,
+                "body": {"type": "event", "event_type": "click", "event_key": "EVENTKEY"}
+            })
+        );
+        let v = serde_json::to_value(parse(TEXT).unwrap()).unwrap();
+        assert_eq!(v["body"]["type"], "text");
+        assert_eq!(v["body"]["msg_id"], "1234567890123456");
+    }
+}

@@ -1,0 +1,205 @@
+//! `spawn_app`: a fresh database, both simulators on their own ports, the bridge on a random
+//! port pointed at them.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wechat_bridge::app::{Application, WorkerMode};
+use wechat_bridge::config::Config;
+use wechat_bridge::sim::vonage::{VonageSim, VonageSimConfig};
+use wechat_bridge::sim::wechat::{PushMode, PushReply, WeChatSim, WeChatSimConfig};
+use wechat_bridge::store::Store;
+use wechat_bridge::wechat::message::Push;
+
+pub const APP_ID: &str = "wx1234567890abcdef";
+pub const APP_SECRET: &str = "sim-app-secret";
+pub const TOKEN: &str = "sim-token";
+/// Ends in 'G': its base64 has non-zero trailing bits, like many real keys.
+pub const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+pub const ACCOUNT: &str = "gh_0123456789ab";
+pub const VONAGE_APP_ID: &str = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab";
+
+/// One RSA key pair for the whole test binary (generation takes a moment).
+pub fn keypair() -> &'static (String, String) {
+    static KEYS: OnceLock<(String, String)> = OnceLock::new();
+    KEYS.get_or_init(wechat_bridge::sim::keys::generate_rsa_keypair)
+}
+
+/// Serves a router on 127.0.0.1:0 and returns its base URL.
+pub async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}")
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub store: Store,
+    pub wechat: WeChatSim,
+    pub vonage: VonageSim,
+    pub settings: HashMap<String, String>,
+    pub mode: WorkerMode,
+    pub app_worker: Option<std::sync::Arc<wechat_bridge::relay::worker::Worker<wechat_bridge::vonage::VonagePlatform>>>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    _dir: TempDir,
+}
+
+/// The bridge with the outbox worker running in the background, AES configured.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(WorkerMode::Background, |_| {}).await
+}
+
+/// The bridge with settings changed by `adjust`.
+pub async fn spawn_app_with(mode: WorkerMode, adjust: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+    let (private_pem, public_pem) = keypair().clone();
+    let wechat = WeChatSim::new(WeChatSimConfig {
+        app_id: APP_ID.into(),
+        app_secret: APP_SECRET.into(),
+        token: TOKEN.into(),
+        encoding_aes_key: Some(AES_KEY.into()),
+        account: ACCOUNT.into(),
+    });
+    let vonage = VonageSim::new(VonageSimConfig {
+        application_id: VONAGE_APP_ID.into(),
+        public_key_pem: public_pem,
+        rtc_event_url: None,
+        signature_secret: None,
+        api_key: "key".into(),
+        api_secret: "secret".into(),
+        rtc_retry_base: Duration::from_millis(50),
+    });
+    let wechat_base = serve(wechat.router()).await;
+    let vonage_base = serve(vonage.router()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings: HashMap<String, String> = [
+        ("BRIDGE_LISTEN", "127.0.0.1:0".to_string()),
+        ("BRIDGE_DATABASE_URL", format!("sqlite://{}", dir.path().join("bridge.db").display())),
+        ("WECHAT_TOKEN", TOKEN.into()),
+        ("WECHAT_APP_ID", APP_ID.into()),
+        ("WECHAT_APP_SECRET", APP_SECRET.into()),
+        ("WECHAT_ENCODING_AES_KEY", AES_KEY.into()),
+        ("WECHAT_API_BASE", wechat_base),
+        ("VONAGE_APPLICATION_ID", VONAGE_APP_ID.into()),
+        ("VONAGE_PRIVATE_KEY", private_pem),
+        ("VONAGE_API_BASE", vonage_base),
+        ("BRIDGE_RETRY_BASE_MS", "50".into()),
+        ("BRIDGE_RETRY_MAX_SECS", "1".into()),
+        ("BRIDGE_LEASE_SECS", "1".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    adjust(&mut settings);
+    let mut app = TestApp {
+        address: String::new(),
+        store: Store::connect("sqlite::memory:").await.unwrap(),
+        wechat,
+        vonage,
+        settings,
+        mode,
+        app_worker: None,
+        stop: None,
+        task: None,
+        _dir: dir,
+    };
+    app.start().await;
+    app
+}
+
+impl TestApp {
+    pub fn config(&self) -> Config {
+        Config::from_lookup(|k| self.settings.get(k).cloned()).expect("test config is valid")
+    }
+
+    async fn start(&mut self) {
+        let mut config = self.config();
+        config.relay.poll_interval = Duration::from_millis(50);
+        let app = Application::build(config, self.mode).await.expect("app builds");
+        self.address = format!("http://127.0.0.1:{}", app.port());
+        self.store = app.store().clone();
+        self.app_worker = Some(app.worker());
+        let (tx, rx) = oneshot::channel();
+        self.stop = Some(tx);
+        self.task = Some(tokio::spawn(async move {
+            app.run_until_stopped(async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        }));
+    }
+
+    /// Stops the bridge (gracefully) and starts it again on the same database.
+    pub async fn restart(&mut self, mode: WorkerMode) {
+        self.shutdown().await;
+        self.mode = mode;
+        self.start().await;
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+
+    /// Runs the worker once (for `WorkerMode::Manual`).
+    pub async fn run_worker_once(&self) -> usize {
+        self.app_worker.as_ref().unwrap().run_once().await.unwrap()
+    }
+
+    pub fn webhook(&self) -> String {
+        format!("{}/webhooks/wechat", self.address)
+    }
+
+    pub async fn push(&self, push: &Push, mode: PushMode) -> PushReply {
+        self.wechat.push(&self.webhook(), push, mode).await.expect("push reaches the bridge")
+    }
+
+    /// `custom:wechat:message` events stored by the Vonage simulator, in all conversations.
+    pub fn wechat_events(&self) -> Vec<(String, serde_json::Value)> {
+        self.vonage
+            .all_events()
+            .into_iter()
+            .filter(|(_, e)| e["type"] == "custom:wechat:message")
+            .collect()
+    }
+
+    pub async fn message_count(&self) -> usize {
+        self.store.messages(None, 10_000).await.unwrap().len()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Polls `check` until it holds or `timeout` passes; panics with `what` on timeout.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

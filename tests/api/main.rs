@@ -1,0 +1,8 @@
+//! Black-box tests: the real application on a random port against the built-in simulators.
+//! One test binary (zero-to-production's layout): one link step, fast CI.
+
+mod config;
+mod delivery;
+mod helpers;
+mod vonage_sim;
+mod wechat_webhook;
