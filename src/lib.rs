@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - `config`: environment (and TOML file) configuration, validated at start.
+//! - `demo`: the one-command demo: bridge + simulators + scripted exchange.
 //! - `app`: wires store, webhook, platform, worker and router; `Application::build` / `run_until_stopped`.
 //! - `wechat`: signatures, AES crypto, push XML ⇄ typed values, conversion into bridge messages.
 //! - `vonage`: application JWTs, the Conversation API client, the event body, the platform.
@@ -16,6 +17,7 @@
 
 pub mod app;
 pub mod config;
+pub mod demo;
 pub mod http;
 pub mod relay;
 pub mod sim;

@@ -33,6 +33,15 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// The bridge and both simulators in one process, playing a scripted exchange.
+    Demo {
+        /// Where the bridge serves.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Exit after the exchange: 0 when every step succeeded.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 #[tokio::main]
@@ -53,6 +62,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = Application::build(config, WorkerMode::Background).await?;
             app.run_until_stopped(shutdown_signal()).await.context("server failed")
         }
+        Command::Demo { listen, once } => wechat_bridge::demo::run(&listen, once, shutdown_signal()).await,
         Command::Migrate => {
             let url = std::env::var("BRIDGE_DATABASE_URL").unwrap_or_else(|_| "sqlite://wechat-bridge.db".into());
             let store = Store::connect(&url).await.context("cannot open the database")?;

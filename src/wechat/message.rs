@@ -1,43 +1,42 @@
 //! WeChat push XML ⇄ typed values (`wechat-api.md §2`, `§3.5`).
 //!
-//! * [`parse_fields`] is a small, safe reader over `quick_xml::Reader`: no DTDs,
-//!   no entities beyond the five predefined ones and character references,
-//!   bounded depth, strict well-formedness (§2.5).
-//! * [`parse`] maps the fields of a plaintext push to [`Push`]; [`parse_encrypted_envelope`]
-//!   reads the `<Encrypt>` envelope of safe/compatible mode (§3.1).
-//! * [`to_xml`], [`encrypted_envelope_xml`] and [`encrypted_reply_xml`] write the
-//!   official shapes, for the simulator that plays WeChat.
+//! * [`parse_fields`] is a small, safe reader over `quick_xml::Reader`: no DTD, no entities
+//!   beyond the five predefined ones and character references, bounded depth, strict
+//!   well-formedness (§2.5).
+//! * [`parse`] maps the fields of a plaintext (or decrypted) push to a [`Push`];
+//!   [`parse_encrypted_envelope`] reads the `<Encrypt>` envelope of safe/compatible mode (§3.1).
+//! * [`to_xml`], [`encrypted_envelope_xml`] and [`encrypted_reply_xml`] write the official
+//!   shapes, for the simulator that plays WeChat.
 //!
-//! All types derive serde (snake_case fields, internally tagged enums) because the
-//! relay stores them as JSON: a [`Body`] is tagged by `"type"` (equal to WeChat's
-//! `MsgType` for the known types) and an [`Event`] by `"event_type"`.
+//! The types derive serde because the relay stores them as JSON: snake_case fields, a [`Body`]
+//! tagged by `"type"` (equal to WeChat's `MsgType` for the known types), an [`Event`] by
+//! `"event_type"`.
 
 use std::collections::BTreeMap;
 
 use quick_xml::escape::{escape, resolve_predefined_entity};
-use quick_xml::events::Event as XmlEvent;
+use quick_xml::events::{BytesRef, BytesStart, Event as XmlEvent};
 use quick_xml::reader::Reader;
 use serde::{Deserialize, Serialize};
 
 /// The text of every element below `<xml>`, keyed by its path.
 ///
-/// Direct children use their element name (`"Content"`); nested elements are
-/// joined with a dot (`"ScanCodeInfo.ScanType"`). The n-th repeat (n ≥ 2) of a
-/// sibling name gets the suffix `[n]` (`"PicList.item[2].PicMd5Sum"`), so the
-/// first occurrence keeps the plain name. Containers whose own text is only
-/// whitespace get no entry. A `BTreeMap`, so iteration is sorted by key, not
-/// document order.
+/// Direct children use their element name (`"Content"`); nested elements are joined with a dot
+/// (`"ScanCodeInfo.ScanType"`). The n-th repeat (n ≥ 2) of a sibling name gets the suffix `[n]`
+/// (`"SendPicsInfo.PicList.item[2].PicMd5Sum"`), so the first occurrence keeps the plain name.
+/// A container whose own text is only whitespace has no entry. Being a `BTreeMap`, it iterates
+/// in key order, not document order.
 pub type Fields = BTreeMap<String, String>;
 
 /// Maximum element nesting, counting `<xml>` as depth 1.
 const MAX_DEPTH: usize = 8;
-/// The four header fields every push carries (§2.2).
+/// The header fields every push carries (§2.2).
 const HEADER_FIELDS: [&str; 4] = ["ToUserName", "FromUserName", "CreateTime", "MsgType"];
 
 /// Errors from parsing push XML.
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
-    /// Not well-formed, not rooted at `<xml>`, or a value that does not parse.
+    /// Not well-formed, not rooted at `<xml>`, or a value that does not parse (named in the text).
     #[error("malformed WeChat XML: {0}")]
     Malformed(String),
     /// The document contains a DTD or an entity declaration (§2.5).
@@ -51,14 +50,13 @@ pub enum MessageError {
     TooDeep,
 }
 
-/// The outer body of a safe- or compatible-mode push (§3.1, §3.3).
-///
-/// Compatible mode bodies also carry every plaintext field; only these two are read.
+/// The outer body of a safe- or compatible-mode push (§3.1). Compatible-mode bodies also carry
+/// every plaintext field; only these two are read.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Envelope {
-    /// The account's original id (`gh_…`), or the corpid for WeCom.
+    /// `ToUserName`: the account's original id (`gh_…`), or the corpid for WeCom.
     pub to_user_name: Option<String>,
-    /// The base64 ciphertext to check with `msg_signature` and decrypt.
+    /// `Encrypt`: the base64 ciphertext, to check against `msg_signature` and then decrypt.
     pub encrypt: Option<String>,
 }
 
@@ -75,167 +73,76 @@ pub struct Push {
     pub body: Body,
 }
 
-/// The typed content of a push, by `MsgType` (§2.3). `msg_id` is the 64-bit
-/// `MsgId` kept as its exact decimal text.
+/// The typed content of a push, by `MsgType` (§2.3).
+///
+/// Each field is the snake_case of its WeChat element unless noted. `msg_id` is `MsgId` kept as
+/// its exact decimal text (a 64-bit id). Optional strings are `None` when absent or empty.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Body {
-    /// `text`; `biz_msg_menu_id` is set when the user tapped a `msgmenu` item (§2.3).
-    Text {
-        /// `Content`.
-        content: String,
-        /// `MsgId`.
-        msg_id: String,
-        /// `bizmsgmenuid`.
-        biz_msg_menu_id: Option<String>,
-    },
-    /// `image`.
-    Image {
-        /// `PicUrl` (system-generated CDN link).
-        pic_url: String,
-        /// `MediaId`.
-        media_id: String,
-        /// `MsgId`.
-        msg_id: String,
-    },
-    /// `voice`. `recognition` is now usually absent or empty (§2.3).
+    /// `text`; `biz_msg_menu_id` is `bizmsgmenuid`, sent when the user tapped a `msgmenu` item (§2.3).
+    Text { content: String, msg_id: String, biz_msg_menu_id: Option<String> },
+    /// `image`: `pic_url` is a system-generated CDN link; `media_id` works with `media/get`.
+    Image { pic_url: String, media_id: String, msg_id: String },
+    /// `voice`: `media_id` is 8 kHz when `format` is amr; `media_id_16k` is `MediaId16K`;
+    /// `recognition` is mostly absent or empty nowadays (§2.3).
     Voice {
-        /// `MediaId` (8 kHz when `Format` is amr).
         media_id: String,
-        /// `Format`.
         format: String,
-        /// `Recognition`.
         recognition: Option<String>,
-        /// `MediaId16K`.
         media_id_16k: Option<String>,
-        /// `MsgId`.
         msg_id: String,
     },
     /// `video`.
-    Video {
-        /// `MediaId`.
-        media_id: String,
-        /// `ThumbMediaId`.
-        thumb_media_id: String,
-        /// `MsgId`.
-        msg_id: String,
-    },
-    /// `shortvideo` (same fields as video).
+    Video { media_id: String, thumb_media_id: String, msg_id: String },
+    /// `shortvideo` (the fields of `video`).
     #[serde(rename = "shortvideo")]
-    ShortVideo {
-        /// `MediaId`.
-        media_id: String,
-        /// `ThumbMediaId`.
-        thumb_media_id: String,
-        /// `MsgId`.
-        msg_id: String,
-    },
-    /// `location`.
-    Location {
-        /// `Location_X`.
-        latitude: f64,
-        /// `Location_Y`.
-        longitude: f64,
-        /// `Scale` (map zoom).
-        scale: Option<f64>,
-        /// `Label`.
-        label: Option<String>,
-        /// `MsgId`.
-        msg_id: String,
-    },
+    ShortVideo { media_id: String, thumb_media_id: String, msg_id: String },
+    /// `location`: `latitude` is `Location_X`, `longitude` is `Location_Y`, `scale` the map zoom.
+    Location { latitude: f64, longitude: f64, scale: Option<f64>, label: Option<String>, msg_id: String },
     /// `link`.
-    Link {
-        /// `Title`.
-        title: String,
-        /// `Description`.
-        description: String,
-        /// `Url`.
-        url: String,
-        /// `MsgId`.
-        msg_id: String,
-    },
-    /// `file` (WeCom-style; not an Official Account type, §2.3).
+    Link { title: String, description: String, url: String, msg_id: String },
+    /// `file`, WeCom-style (not an Official Account type, §2.3); `file_total_len` is `FileTotalLen`.
     File {
-        /// `Title`.
         title: String,
-        /// `Description`.
         description: String,
-        /// `FileKey`.
         file_key: String,
-        /// `FileMd5`.
         file_md5: String,
-        /// `FileTotalLen`.
         file_total_len: Option<u64>,
-        /// `MsgId`.
         msg_id: String,
     },
     /// `event` (§2.4).
     Event(Event),
-    /// Any other `MsgType` (e.g. `miniprogrampage`), kept leniently.
-    Unknown {
-        /// `MsgType` as received.
-        msg_type: String,
-        /// `MsgId`, if any.
-        msg_id: Option<String>,
-        /// All fields except the four header fields and `MsgId`.
-        fields: Fields,
-    },
+    /// Any other `MsgType` (e.g. `miniprogrampage`), kept leniently: `msg_type` as received, the
+    /// `MsgId` if any, and every field except the four header fields and `MsgId`.
+    Unknown { msg_type: String, msg_id: Option<String>, fields: Fields },
 }
 
-/// An event push (`MsgType` = `event`), by `Event` name matched
-/// case-insensitively (§2.4: `SCAN` but `subscribe`).
+/// An event push (`MsgType` = `event`), by its `Event` name matched case-insensitively (§2.4:
+/// `SCAN` and `CLICK`, but `subscribe`). Optional strings are `None` when absent or empty.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "event_type", rename_all = "snake_case")]
 pub enum Event {
-    /// `subscribe`; via a parameterised QR code `event_key` is `qrscene_…` and `ticket` is set.
-    Subscribe {
-        /// `EventKey` (empty → `None`).
-        event_key: Option<String>,
-        /// `Ticket` (empty → `None`).
-        ticket: Option<String>,
-    },
+    /// `subscribe`; via a parameterised QR code, `event_key` is `qrscene_…` and `ticket` is set.
+    Subscribe { event_key: Option<String>, ticket: Option<String> },
     /// `unsubscribe`.
     Unsubscribe,
-    /// `SCAN`: a follower scanned a parameterised QR code.
-    Scan {
-        /// `EventKey` (the scene value).
-        event_key: String,
-        /// `Ticket`.
-        ticket: Option<String>,
-    },
-    /// `LOCATION`: reported location.
-    Location {
-        /// `Latitude`.
-        latitude: f64,
-        /// `Longitude`.
-        longitude: f64,
-        /// `Precision`.
-        precision: Option<f64>,
-    },
-    /// `CLICK`: menu pull-message.
-    Click {
-        /// `EventKey`.
-        event_key: String,
-    },
-    /// `VIEW`: menu jump link.
-    View {
-        /// The link, from `EventKey`.
-        url: String,
-        /// `MenuId` (personalised menus).
-        menu_id: Option<String>,
-    },
-    /// Any other event, e.g. `TEMPLATESENDJOBFINISH` or `scancode_waitmsg`.
-    Other {
-        /// `Event` as received.
-        event: String,
-        /// All fields except the four header fields and `Event`.
-        fields: Fields,
-    },
+    /// `SCAN`: a follower scanned a parameterised QR code; `event_key` is the scene value.
+    Scan { event_key: String, ticket: Option<String> },
+    /// `LOCATION`: the reported position.
+    Location { latitude: f64, longitude: f64, precision: Option<f64> },
+    /// `CLICK`: a menu pull-message item.
+    Click { event_key: String },
+    /// `VIEW`: a menu link; `url` is `EventKey`, `menu_id` (`MenuId`) is set for personalised menus.
+    View { url: String, menu_id: Option<String> },
+    /// Any other event (e.g. `TEMPLATESENDJOBFINISH`, `scancode_waitmsg`): `event` as received,
+    /// and every field except the four header fields and `Event`.
+    Other { event: String, fields: Fields },
 }
 
 impl Event {
-    /// The event name: the official spelling for typed variants (`subscribe`,
-    /// `SCAN`, `VIEW`, …), the received spelling for [`Event::Other`].
+    /// The event name: the official spelling for typed variants (`subscribe`, `SCAN`, `VIEW`, …),
+    /// the received spelling for [`Event::Other`].
     pub fn name(&self) -> &str {
         match self {
             Event::Subscribe { .. } => "subscribe",
@@ -266,7 +173,7 @@ impl Push {
         }
     }
 
-    /// The `MsgId`, present on normal messages only (§2.2).
+    /// The `MsgId`, which normal messages carry and events do not (§2.2).
     pub fn msg_id(&self) -> Option<&str> {
         match &self.body {
             Body::Text { msg_id, .. }
@@ -282,11 +189,10 @@ impl Push {
         }
     }
 
-    /// Key for retry de-duplication (§4.1, §4.2): `msg:{FromUserName}:{MsgId}`
-    /// for messages, `evt:{FromUserName}:{CreateTime}:{Event}` for events
-    /// (`{MsgType}` for an unknown type without `MsgId`). FromUserName is part
-    /// of the message key because MsgIds collide across users (WxJava #333).
-    /// A retry carries the identical body, so the key is stable across retries.
+    /// The key that recognises WeChat's retries (§4.1, §4.2): `msg:{FromUserName}:{MsgId}` for
+    /// messages, else `evt:{FromUserName}:{CreateTime}:{Event}` (`{MsgType}` for an unknown type).
+    /// FromUserName is in the message key because MsgIds collide across users (WxJava #333).
+    /// A retry repeats the body exactly, so its key is the same.
     pub fn dedup_key(&self) -> String {
         let from = &self.from_user_name;
         if let Some(id) = self.msg_id() {
@@ -300,20 +206,6 @@ impl Push {
     }
 }
 
-/// One open element while reading.
-struct Frame {
-    path: String,
-    /// Text pieces; `true` marks literal pieces (CDATA, references) that are never trimmed.
-    pieces: Vec<(String, bool)>,
-    has_children: bool,
-    child_counts: BTreeMap<String, usize>,
-}
-
-/// The innermost open element below `<xml>`, if any.
-fn field_frame(stack: &mut [Frame]) -> Option<&mut Frame> {
-    if stack.len() > 1 { stack.last_mut() } else { None }
-}
-
 fn malformed(what: impl Into<String>) -> MessageError {
     MessageError::Malformed(what.into())
 }
@@ -322,16 +214,108 @@ fn is_xml_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\r' | '\n')
 }
 
-/// Accepts XML names (ASCII letters, digits, `_ - . :`, any non-ASCII), not
-/// starting with a digit, `-` or `.`.
+/// Element names: a letter, `_` or `:` first, then letters, digits, `_ - . :` (any script).
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_alphabetic() || c == '_' || c == ':')
         && chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
 }
 
-/// Joins the text pieces of an element, trimming XML whitespace only from the
-/// outer non-literal pieces, so CDATA content is kept byte for byte.
+/// An open element while reading.
+#[derive(Default)]
+struct Frame {
+    path: String,
+    /// Character data; `true` marks literal pieces (CDATA, references), which are never trimmed.
+    pieces: Vec<(String, bool)>,
+    has_children: bool,
+    child_counts: BTreeMap<String, usize>,
+}
+
+/// The state of [`parse_fields`].
+#[derive(Default)]
+struct Doc {
+    stack: Vec<Frame>,
+    fields: Fields,
+    root_seen: bool,
+}
+
+impl Doc {
+    /// A start tag, or an empty-element tag when `empty`.
+    fn open(&mut self, tag: &BytesStart<'_>, empty: bool) -> Result<(), MessageError> {
+        let name = tag.name().into_inner();
+        if !valid_name(name) {
+            return Err(malformed(format!("invalid element name {name:?}")));
+        }
+        if let Some(Err(err)) = tag.attributes().find(Result::is_err) {
+            return Err(malformed(format!("bad attribute in <{name}>: {err}")));
+        }
+        let depth = self.stack.len();
+        let Some(parent) = self.stack.last_mut() else {
+            if self.root_seen {
+                return Err(malformed("content after the root element"));
+            }
+            if name != "xml" {
+                return Err(malformed(format!("root element must be <xml>, found <{name}>")));
+            }
+            self.root_seen = true;
+            if !empty {
+                self.stack.push(Frame::default());
+            }
+            return Ok(());
+        };
+        if depth >= MAX_DEPTH {
+            return Err(MessageError::TooDeep);
+        }
+        parent.has_children = true;
+        let count = parent.child_counts.entry(name.to_owned()).or_insert(0);
+        *count += 1;
+        let segment = if *count == 1 { name.to_owned() } else { format!("{name}[{count}]") };
+        let path = if parent.path.is_empty() { segment } else { format!("{}.{segment}", parent.path) };
+        if empty {
+            self.fields.insert(path, String::new());
+        } else {
+            self.stack.push(Frame { path, ..Frame::default() });
+        }
+        Ok(())
+    }
+
+    /// An end tag (quick-xml has already checked that it matches).
+    fn close(&mut self) -> Result<(), MessageError> {
+        let frame = self.stack.pop().ok_or_else(|| malformed("unmatched end tag"))?;
+        if self.stack.is_empty() {
+            return Ok(()); // </xml>
+        }
+        let value = join_pieces(frame.pieces);
+        if !frame.has_children || !value.is_empty() {
+            self.fields.insert(frame.path, value);
+        }
+        Ok(())
+    }
+
+    /// Character data; only whitespace may stand outside the fields.
+    fn text(&mut self, piece: String, literal: bool) -> Result<(), MessageError> {
+        if self.stack.len() > 1
+            && let Some(frame) = self.stack.last_mut()
+        {
+            frame.pieces.push((piece, literal));
+        } else if literal || !piece.chars().all(is_xml_space) {
+            return Err(malformed("text outside a field"));
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Fields, MessageError> {
+        match self.stack.last() {
+            _ if !self.root_seen => Err(malformed("empty document: no <xml> root")),
+            Some(frame) if frame.path.is_empty() => Err(malformed("unclosed <xml>")),
+            Some(frame) => Err(malformed(format!("unclosed element <{}>", frame.path))),
+            None => Ok(self.fields),
+        }
+    }
+}
+
+/// Joins an element's character data, trimming XML whitespace from the outer non-literal pieces
+/// only, so CDATA content is kept byte for byte (and U+3000 and friends are kept everywhere).
 fn join_pieces(mut pieces: Vec<(String, bool)>) -> String {
     for (text, literal) in pieces.iter_mut() {
         if *literal {
@@ -354,141 +338,60 @@ fn join_pieces(mut pieces: Vec<(String, bool)>) -> String {
     pieces.into_iter().map(|(text, _)| text).collect()
 }
 
+/// Resolves `&#…;` and the five predefined entities; no DTD is allowed, so nothing else exists.
+fn resolve_reference(reference: &BytesRef<'_>) -> Result<String, MessageError> {
+    if let Ok(Some(c)) = reference.resolve_char_ref() {
+        return Ok(c.to_string());
+    }
+    resolve_predefined_entity(reference)
+        .map(str::to_owned)
+        .ok_or_else(|| malformed(format!("undefined or invalid reference &{};", &**reference)))
+}
+
 /// Reads a WeChat XML document into [`Fields`].
 ///
-/// Rejects a DTD or `<!ENTITY` anywhere (→ [`MessageError::DoctypeForbidden`],
-/// §2.5), a root other than `<xml>`, unbalanced tags, undefined entities, text
-/// or elements outside the root, and an empty document (→ `Malformed`), and
-/// nesting deeper than 8 (→ `TooDeep`). Text is unescaped; CDATA is taken
-/// literally; attributes, comments and processing instructions are ignored.
+/// Rejects a DTD or `<!ENTITY` anywhere (→ [`MessageError::DoctypeForbidden`], §2.5: XXE and
+/// billion laughs); a root other than `<xml>`, unbalanced tags, undefined entities, text,
+/// elements or garbage outside the root, or an empty document (→ `Malformed`); nesting deeper
+/// than 8 (→ `TooDeep`). Text is unescaped; CDATA is literal; attributes, comments and
+/// processing instructions are ignored.
 pub fn parse_fields(xml: &str) -> Result<Fields, MessageError> {
     let mut reader = Reader::from_str(xml);
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut fields = Fields::new();
-    let mut root_seen = false;
+    let mut doc = Doc::default();
     loop {
         let event = match reader.read_event() {
             Ok(event) => event,
             Err(err) => {
-                // quick-xml reports a stray `<!ENTITY` as unknown `<!` markup.
                 let pos = usize::try_from(reader.error_position()).unwrap_or(usize::MAX);
+                // quick-xml reports a stray `<!ENTITY` only as unknown `<!` markup.
                 if xml.get(pos..).is_some_and(|rest| rest.starts_with("<!ENTITY")) {
                     return Err(MessageError::DoctypeForbidden);
                 }
                 return Err(malformed(format!("{err} at byte {pos}")));
             }
         };
-        let (empty, start) = match event {
+        match event {
             XmlEvent::DocType(_) => return Err(MessageError::DoctypeForbidden),
-            XmlEvent::Start(start) => (false, start),
-            XmlEvent::Empty(start) => (true, start),
-            XmlEvent::End(_) => {
-                let frame = stack.pop().ok_or_else(|| malformed("unmatched end tag"))?;
-                if stack.is_empty() {
-                    continue; // closed </xml>
-                }
-                let value = join_pieces(frame.pieces);
-                if !frame.has_children || !value.is_empty() {
-                    fields.insert(frame.path, value);
-                }
-                continue;
-            }
-            XmlEvent::Text(text) => {
-                let text = text.xml10_content();
-                match field_frame(&mut stack) {
-                    Some(frame) => frame.pieces.push((text.into_owned(), false)),
-                    None if text.chars().all(is_xml_space) => {}
-                    None => return Err(malformed("text outside a field")),
-                }
-                continue;
-            }
-            XmlEvent::CData(cdata) => {
-                let frame = field_frame(&mut stack).ok_or_else(|| malformed("CDATA outside a field"))?;
-                frame.pieces.push((cdata.xml10_content().into_owned(), true));
-                continue;
-            }
-            XmlEvent::GeneralRef(reference) => {
-                let resolved = if reference.is_char_ref() {
-                    match reference.resolve_char_ref() {
-                        Ok(Some(c)) => c.to_string(),
-                        _ => {
-                            return Err(malformed(format!("bad character reference &{};", &*reference)));
-                        }
-                    }
-                } else {
-                    // No DTD is allowed, so only the five predefined entities exist.
-                    resolve_predefined_entity(&reference)
-                        .ok_or_else(|| malformed(format!("undefined entity &{};", &*reference)))?
-                        .to_owned()
-                };
-                let frame = field_frame(&mut stack).ok_or_else(|| malformed("reference outside a field"))?;
-                frame.pieces.push((resolved, true));
-                continue;
-            }
-            XmlEvent::Decl(_) if root_seen => {
-                return Err(malformed("XML declaration after the root"));
-            }
-            XmlEvent::Decl(_) | XmlEvent::Comment(_) | XmlEvent::PI(_) => continue,
-            XmlEvent::Eof => break,
-        };
-        // A start or empty-element tag.
-        let name = start.name().into_inner().to_owned();
-        if !valid_name(&name) {
-            return Err(malformed(format!("invalid element name {name:?}")));
-        }
-        if let Some(Err(err)) = start.attributes().find(Result::is_err) {
-            return Err(malformed(format!("bad attribute in <{name}>: {err}")));
-        }
-        let depth = stack.len();
-        let Some(parent) = stack.last_mut() else {
-            if root_seen {
-                return Err(malformed("content after the root element"));
-            }
-            if name != "xml" {
-                return Err(malformed(format!("root element must be <xml>, found <{name}>")));
-            }
-            root_seen = true;
-            if !empty {
-                stack.push(Frame {
-                    path: String::new(),
-                    pieces: Vec::new(),
-                    has_children: false,
-                    child_counts: BTreeMap::new(),
-                });
-            }
-            continue;
-        };
-        if depth >= MAX_DEPTH {
-            return Err(MessageError::TooDeep);
-        }
-        parent.has_children = true;
-        let count = parent.child_counts.entry(name.clone()).or_insert(0);
-        *count += 1;
-        let segment = if *count == 1 { name } else { format!("{name}[{count}]") };
-        let path = if parent.path.is_empty() { segment } else { format!("{}.{segment}", parent.path) };
-        if empty {
-            fields.insert(path, String::new());
-        } else {
-            stack.push(Frame { path, pieces: Vec::new(), has_children: false, child_counts: BTreeMap::new() });
+            XmlEvent::Start(tag) => doc.open(&tag, false)?,
+            XmlEvent::Empty(tag) => doc.open(&tag, true)?,
+            XmlEvent::End(_) => doc.close()?,
+            XmlEvent::Text(text) => doc.text(text.xml10_content().into_owned(), false)?,
+            XmlEvent::CData(cdata) => doc.text(cdata.xml10_content().into_owned(), true)?,
+            XmlEvent::GeneralRef(reference) => doc.text(resolve_reference(&reference)?, true)?,
+            XmlEvent::Decl(_) if doc.root_seen => return Err(malformed("XML declaration inside the document")),
+            XmlEvent::Decl(_) | XmlEvent::Comment(_) | XmlEvent::PI(_) => {}
+            XmlEvent::Eof => return doc.finish(),
         }
     }
-    if !root_seen {
-        return Err(malformed("empty document: no <xml> root"));
-    }
-    if let Some(frame) = stack.last() {
-        let open = if frame.path.is_empty() { "xml" } else { &frame.path };
-        return Err(malformed(format!("unclosed element <{open}>")));
-    }
-    Ok(fields)
 }
 
-/// Reads the `<ToUserName>` and `<Encrypt>` of a safe- or compatible-mode body.
+/// Reads `<ToUserName>` and `<Encrypt>` from a safe- or compatible-mode body.
 pub fn parse_encrypted_envelope(xml: &str) -> Result<Envelope, MessageError> {
     let mut fields = parse_fields(xml)?;
     Ok(Envelope { to_user_name: fields.remove("ToUserName"), encrypt: fields.remove("Encrypt") })
 }
 
-/// Typed access to [`Fields`]; all values are strings on the wire (§2.5).
+/// Typed access to [`Fields`]: every value is a string on the wire, CDATA or not (§2.5).
 struct Get<'a>(&'a Fields);
 
 impl Get<'_> {
@@ -496,40 +399,37 @@ impl Get<'_> {
         self.0.get(name).cloned().ok_or(MessageError::MissingField(name))
     }
 
-    /// Optional text; an empty element counts as absent.
+    /// Optional text: an empty element counts as absent.
     fn opt(&self, name: &str) -> Option<String> {
         self.0.get(name).filter(|v| !v.is_empty()).cloned()
     }
 
     fn num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, MessageError> {
-        value
-            .trim_matches(is_xml_space)
-            .parse()
-            .map_err(|_| malformed(format!("<{name}> is not a valid number: {value:?}")))
+        value.parse().map_err(|_| malformed(format!("<{name}> is not a valid number: {value:?}")))
     }
 
     fn req_f64(&self, name: &'static str) -> Result<f64, MessageError> {
         let v: f64 = Self::num(name, &self.req(name)?)?;
-        // NaN and infinities are not coordinates and would not survive JSON.
+        // NaN and infinities are no coordinates, and JSON cannot hold them.
         if v.is_finite() { Ok(v) } else { Err(malformed(format!("<{name}> is not finite"))) }
     }
 
     fn opt_f64(&self, name: &'static str) -> Result<Option<f64>, MessageError> {
-        self.0.get(name).filter(|v| !v.is_empty()).map(|_| self.req_f64(name)).transpose()
+        self.opt(name).map(|_| self.req_f64(name)).transpose()
     }
 
-    fn rest(&self, skip: &[&str]) -> Fields {
-        let keep = |k: &String| !HEADER_FIELDS.contains(&k.as_str()) && !skip.contains(&k.as_str());
+    /// Every field except the header fields and `skip`.
+    fn rest(&self, skip: &str) -> Fields {
+        let keep = |k: &str| k != skip && !HEADER_FIELDS.contains(&k);
         self.0.iter().filter(|(k, _)| keep(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
 
 /// Parses a plaintext push (or a decrypted safe-mode message) into a [`Push`].
 ///
-/// `ToUserName`, `FromUserName`, `CreateTime` and `MsgType` are required, and
-/// `MsgId` for every known non-event type (→ [`MessageError::MissingField`]).
-/// Numbers that do not parse → `Malformed` naming the field. Unknown message
-/// types and events are kept with their fields.
+/// `ToUserName`, `FromUserName`, `CreateTime` and `MsgType` are required, and `MsgId` for
+/// every known message type (→ [`MessageError::MissingField`]); a number that does not parse
+/// → `Malformed` naming the field. Unknown message types and events are kept with their fields.
 pub fn parse(xml: &str) -> Result<Push, MessageError> {
     let fields = parse_fields(xml)?;
     let g = Get(&fields);
@@ -580,7 +480,7 @@ pub fn parse(xml: &str) -> Result<Push, MessageError> {
             msg_id: g.req("MsgId")?,
         },
         "event" => Body::Event(parse_event(&g)?),
-        _ => Body::Unknown { msg_type, msg_id: g.opt("MsgId"), fields: g.rest(&["MsgId"]) },
+        _ => Body::Unknown { msg_type, msg_id: g.opt("MsgId"), fields: g.rest("MsgId") },
     };
     Ok(Push { to_user_name, from_user_name, create_time, body })
 }
@@ -599,187 +499,164 @@ fn parse_event(g: &Get<'_>) -> Result<Event, MessageError> {
         },
         "click" => Event::Click { event_key: g.req("EventKey")? },
         "view" => Event::View { url: g.req("EventKey")?, menu_id: g.opt("MenuId") },
-        _ => Event::Other { fields: g.rest(&["Event"]), event },
+        _ => Event::Other { fields: g.rest("Event"), event },
     })
 }
 
-/// Appends `<![CDATA[value]]>`, splitting any `]]>` across two sections.
-fn push_cdata(out: &mut String, value: &str) {
-    out.push_str("<![CDATA[");
-    out.push_str(&value.replace("]]>", "]]]]><![CDATA[>"));
-    out.push_str("]]>");
+/// One element's value as written: string fields in CDATA, numbers bare (§2.3, §2.4).
+enum Val<'a> {
+    Cdata(&'a str),
+    Bare(String),
 }
 
-/// Writes elements one per line, like the official samples (§2.3, §2.4).
-struct XmlOut(String);
+fn cdata(value: &str) -> Option<Val<'_>> {
+    Some(Val::Cdata(value))
+}
 
-impl XmlOut {
-    /// A string field: CDATA.
-    fn text(&mut self, name: &str, value: &str) {
-        self.0.push('<');
-        self.0.push_str(name);
-        self.0.push('>');
-        push_cdata(&mut self.0, value);
-        self.0.push_str(&format!("</{name}>\n"));
-    }
+fn bare(value: impl ToString) -> Option<Val<'static>> {
+    Some(Val::Bare(value.to_string()))
+}
 
-    fn opt_text(&mut self, name: &str, value: Option<&String>) {
-        if let Some(v) = value {
-            self.text(name, v);
-        }
-    }
+/// `<![CDATA[value]]>`, with any `]]>` in the value split across two sections.
+fn cdata_section(value: &str) -> String {
+    format!("<![CDATA[{}]]>", value.replace("]]>", "]]]]><![CDATA[>"))
+}
 
-    /// A number (or id) field: bare, escaped text.
-    fn bare(&mut self, name: &str, value: impl ToString) {
-        self.0.push_str(&format!("<{name}>{}</{name}>\n", escape(value.to_string())));
-    }
-
-    /// Generic fields: all-digit values bare (like `<MsgID>`), others CDATA;
-    /// dotted keys become nested elements and `[n]` suffixes are dropped.
-    fn fields(&mut self, fields: &Fields) {
-        let mut open: Vec<&str> = Vec::new();
-        for (key, value) in fields {
-            let segments: Vec<&str> = key.split('.').collect();
-            let (leaf, parents) = segments.split_last().expect("split yields at least one segment");
-            let common = open.iter().zip(parents).take_while(|(a, b)| a == b).count();
-            while open.len() > common {
-                let seg = open.pop().unwrap_or_default();
-                self.0.push_str(&format!("</{}>\n", element_name(seg)));
-            }
-            for seg in &parents[common..] {
-                self.0.push_str(&format!("<{}>", element_name(seg)));
-                open.push(seg);
-            }
-            let name = element_name(leaf);
-            if !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit()) {
-                self.bare(name, value);
-            } else {
-                self.text(name, value);
-            }
-        }
-        while let Some(seg) = open.pop() {
-            self.0.push_str(&format!("</{}>\n", element_name(seg)));
-        }
+/// Writes the present elements, one per line like the official samples.
+fn write_elements<'a>(out: &mut String, elements: impl IntoIterator<Item = (&'a str, Option<Val<'a>>)>) {
+    for (name, value) in elements {
+        let text = match value {
+            Some(Val::Cdata(v)) => cdata_section(v),
+            Some(Val::Bare(v)) => escape(v).into_owned(),
+            None => continue,
+        };
+        out.push_str(&format!("<{name}>{text}</{name}>\n"));
     }
 }
 
-/// Strips the `[n]` repeat suffix of a [`Fields`] path segment.
-fn element_name(segment: &str) -> &str {
-    segment.split('[').next().unwrap_or(segment)
+/// Writes generic [`Fields`]: dotted keys become nested elements (the `[n]` suffix dropped);
+/// all-digit values are bare, as `<MsgID>` in §2.4, the rest CDATA.
+fn write_fields(out: &mut String, fields: &Fields) {
+    let element = |segment: &'_ str| segment.split('[').next().unwrap_or_default().to_owned();
+    let mut open: Vec<&str> = Vec::new();
+    for (key, value) in fields {
+        let mut parents: Vec<&str> = key.split('.').collect();
+        let leaf = parents.pop().unwrap_or_default();
+        let common = open.iter().zip(&parents).take_while(|(a, b)| a == b).count();
+        for segment in open.drain(common..).rev() {
+            out.push_str(&format!("</{}>\n", element(segment)));
+        }
+        for segment in &parents[common..] {
+            out.push_str(&format!("<{}>", element(segment)));
+        }
+        open = parents;
+        let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+        let value = if digits { bare(value) } else { cdata(value) };
+        write_elements(out, [(element(leaf).as_str(), value)]);
+    }
+    for segment in open.iter().rev() {
+        out.push_str(&format!("</{}>\n", element(segment)));
+    }
 }
 
-/// Writes `push` in the official push shape (§2.3, §2.4): string fields in
-/// CDATA, numbers bare, one element per line. [`parse`] of the result gives `push` back
-/// (empty optional strings come back as `None`).
+/// Writes `push` in the official push shape (§2.3, §2.4): string fields in CDATA, numbers bare,
+/// one element per line. [`parse`] of the result gives `push` back (except that an empty
+/// optional string comes back as `None`).
 pub fn to_xml(push: &Push) -> String {
-    let mut w = XmlOut(String::from("<xml>\n"));
-    w.text("ToUserName", &push.to_user_name);
-    w.text("FromUserName", &push.from_user_name);
-    w.bare("CreateTime", push.create_time);
-    w.text("MsgType", push.msg_type());
-    let msg_id = push.msg_id();
-    match &push.body {
-        Body::Text { content, biz_msg_menu_id, .. } => {
-            w.text("Content", content);
-            w.opt_text("bizmsgmenuid", biz_msg_menu_id.as_ref());
+    let mut out = String::from("<xml>\n");
+    write_elements(
+        &mut out,
+        [
+            ("ToUserName", cdata(&push.to_user_name)),
+            ("FromUserName", cdata(&push.from_user_name)),
+            ("CreateTime", bare(push.create_time)),
+            ("MsgType", cdata(push.msg_type())),
+        ],
+    );
+    let body = match &push.body {
+        Body::Text { content, biz_msg_menu_id: menu, .. } => {
+            vec![("Content", cdata(content)), ("bizmsgmenuid", menu.as_deref().and_then(cdata))]
         }
-        Body::Image { pic_url, media_id, .. } => {
-            w.text("PicUrl", pic_url);
-            w.text("MediaId", media_id);
-        }
-        Body::Voice { media_id, format, recognition, media_id_16k, .. } => {
-            w.text("MediaId", media_id);
-            w.text("Format", format);
-            w.opt_text("Recognition", recognition.as_ref());
-            w.opt_text("MediaId16K", media_id_16k.as_ref());
-        }
+        Body::Image { pic_url, media_id, .. } => vec![("PicUrl", cdata(pic_url)), ("MediaId", cdata(media_id))],
+        Body::Voice { media_id, format, recognition, media_id_16k, .. } => vec![
+            ("MediaId", cdata(media_id)),
+            ("Format", cdata(format)),
+            ("Recognition", recognition.as_deref().and_then(cdata)),
+            ("MediaId16K", media_id_16k.as_deref().and_then(cdata)),
+        ],
         Body::Video { media_id, thumb_media_id, .. } | Body::ShortVideo { media_id, thumb_media_id, .. } => {
-            w.text("MediaId", media_id);
-            w.text("ThumbMediaId", thumb_media_id);
+            vec![("MediaId", cdata(media_id)), ("ThumbMediaId", cdata(thumb_media_id))]
         }
-        Body::Location { latitude, longitude, scale, label, .. } => {
-            w.bare("Location_X", latitude);
-            w.bare("Location_Y", longitude);
-            if let Some(scale) = scale {
-                w.bare("Scale", scale);
-            }
-            w.opt_text("Label", label.as_ref());
-        }
+        Body::Location { latitude, longitude, scale, label, .. } => vec![
+            ("Location_X", bare(latitude)),
+            ("Location_Y", bare(longitude)),
+            ("Scale", scale.and_then(bare)),
+            ("Label", label.as_deref().and_then(cdata)),
+        ],
         Body::Link { title, description, url, .. } => {
-            w.text("Title", title);
-            w.text("Description", description);
-            w.text("Url", url);
+            vec![("Title", cdata(title)), ("Description", cdata(description)), ("Url", cdata(url))]
         }
-        Body::File { title, description, file_key, file_md5, file_total_len, .. } => {
-            w.text("Title", title);
-            w.text("Description", description);
-            w.text("FileKey", file_key);
-            w.text("FileMd5", file_md5);
-            if let Some(len) = file_total_len {
-                w.bare("FileTotalLen", len);
-            }
-        }
-        Body::Event(event) => write_event(&mut w, event),
-        Body::Unknown { fields, .. } => w.fields(fields),
+        Body::File { title, description, file_key, file_md5, file_total_len, .. } => vec![
+            ("Title", cdata(title)),
+            ("Description", cdata(description)),
+            ("FileKey", cdata(file_key)),
+            ("FileMd5", cdata(file_md5)),
+            ("FileTotalLen", file_total_len.and_then(bare)),
+        ],
+        Body::Event(event) => event_elements(event),
+        Body::Unknown { .. } => Vec::new(),
+    };
+    write_elements(&mut out, body);
+    if let Body::Unknown { fields, .. } | Body::Event(Event::Other { fields, .. }) = &push.body {
+        write_fields(&mut out, fields);
     }
-    if let Some(id) = msg_id {
-        w.bare("MsgId", id);
-    }
-    w.0.push_str("</xml>");
-    w.0
-}
-
-fn write_event(w: &mut XmlOut, event: &Event) {
-    w.text("Event", event.name());
-    match event {
-        Event::Subscribe { event_key, ticket } => {
-            w.opt_text("EventKey", event_key.as_ref());
-            w.opt_text("Ticket", ticket.as_ref());
-        }
-        Event::Unsubscribe => {}
-        Event::Scan { event_key, ticket } => {
-            w.text("EventKey", event_key);
-            w.opt_text("Ticket", ticket.as_ref());
-        }
-        Event::Location { latitude, longitude, precision } => {
-            w.bare("Latitude", latitude);
-            w.bare("Longitude", longitude);
-            if let Some(p) = precision {
-                w.bare("Precision", p);
-            }
-        }
-        Event::Click { event_key } => w.text("EventKey", event_key),
-        Event::View { url, menu_id } => {
-            w.text("EventKey", url);
-            // The official VIEW sample writes MenuId bare (§2.4).
-            if let Some(menu_id) = menu_id {
-                w.bare("MenuId", menu_id);
-            }
-        }
-        Event::Other { fields, .. } => w.fields(fields),
-    }
-}
-
-/// The safe-mode push body: `<xml><ToUserName>…</ToUserName><Encrypt>…</Encrypt></xml>` (§3.1).
-pub fn encrypted_envelope_xml(to_user_name: &str, encrypt: &str) -> String {
-    let mut out = String::from("<xml><ToUserName>");
-    push_cdata(&mut out, to_user_name);
-    out.push_str("</ToUserName><Encrypt>");
-    push_cdata(&mut out, encrypt);
-    out.push_str("</Encrypt></xml>");
+    write_elements(&mut out, [("MsgId", push.msg_id().and_then(bare))]);
+    out.push_str("</xml>");
     out
 }
 
-/// The encrypted passive reply (§3.5): `Encrypt`, `MsgSignature` =
-/// sha1(sort(token, timestamp, nonce, encrypt)), `TimeStamp` and the URL `Nonce`.
+fn event_elements(event: &Event) -> Vec<(&'static str, Option<Val<'_>>)> {
+    let mut elements = vec![("Event", cdata(event.name()))];
+    elements.extend(match event {
+        Event::Subscribe { event_key, ticket } => {
+            vec![("EventKey", event_key.as_deref().and_then(cdata)), ("Ticket", ticket.as_deref().and_then(cdata))]
+        }
+        Event::Scan { event_key, ticket } => {
+            vec![("EventKey", cdata(event_key)), ("Ticket", ticket.as_deref().and_then(cdata))]
+        }
+        Event::Location { latitude, longitude, precision } => {
+            vec![("Latitude", bare(latitude)), ("Longitude", bare(longitude)), ("Precision", precision.and_then(bare))]
+        }
+        Event::Click { event_key } => vec![("EventKey", cdata(event_key))],
+        // The official VIEW sample writes MenuId bare (§2.4).
+        Event::View { url, menu_id } => vec![("EventKey", cdata(url)), ("MenuId", menu_id.as_deref().and_then(bare))],
+        Event::Unsubscribe | Event::Other { .. } => Vec::new(),
+    });
+    elements
+}
+
+/// The safe-mode push body (§3.1):
+/// `<xml><ToUserName><![CDATA[…]]></ToUserName><Encrypt><![CDATA[…]]></Encrypt></xml>`.
+pub fn encrypted_envelope_xml(to_user_name: &str, encrypt: &str) -> String {
+    let (to, encrypt) = (cdata_section(to_user_name), cdata_section(encrypt));
+    format!("<xml><ToUserName>{to}</ToUserName><Encrypt>{encrypt}</Encrypt></xml>")
+}
+
+/// The encrypted passive reply (§3.5): `Encrypt`, `MsgSignature` = sha1 of the sorted
+/// (token, timestamp, nonce, encrypt), our `TimeStamp`, and the `Nonce` from the request URL.
 pub fn encrypted_reply_xml(encrypt: &str, msg_signature: &str, timestamp: i64, nonce: &str) -> String {
-    let mut w = XmlOut(String::from("<xml>\n"));
-    w.text("Encrypt", encrypt);
-    w.text("MsgSignature", msg_signature);
-    w.bare("TimeStamp", timestamp);
-    w.text("Nonce", nonce);
-    w.0.push_str("</xml>");
-    w.0
+    let mut out = String::from("<xml>\n");
+    write_elements(
+        &mut out,
+        [
+            ("Encrypt", cdata(encrypt)),
+            ("MsgSignature", cdata(msg_signature)),
+            ("TimeStamp", bare(timestamp)),
+            ("Nonce", cdata(nonce)),
+        ],
+    );
+    out.push_str("</xml>");
+    out
 }
 
 #[cfg(test)]
@@ -1350,6 +1227,8 @@ mod tests {
         // A declaration and comments around the root are fine; `<xml/>` is an empty root.
         assert!(parse_fields("<?xml version=\"1.0\"?><!-- c --><xml><a>1</a></xml><!-- d -->\n").is_ok());
         assert!(parse_fields("<xml/>").unwrap().is_empty());
+        // quick-xml skips a UTF-8 byte-order mark itself.
+        assert_eq!(parse_fields("\u{feff}<xml><a>1</a></xml>").unwrap()["a"], "1");
     }
 
     #[test]
