@@ -3,6 +3,7 @@
 
 mod config;
 mod delivery;
+mod demo;
 mod helpers;
 mod vonage_sim;
 mod wechat_webhook;

@@ -1,0 +1,16 @@
+//! The README's first command: `demo --once` plays the exchange and exits 0.
+
+use std::process::Command;
+
+#[test]
+fn demo_once_plays_the_exchange_and_exits_zero() {
+    let output = Command::new(env!("CARGO_BIN_EXE_wechat-bridge"))
+        .args(["demo", "--once", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stdout.matches("✓ delivered").count(), 3, "{stdout}");
+    assert!(stdout.contains("every step succeeded"));
+}
