@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::config::Config;
+use crate::http::vonage::VonageWebhook;
 use crate::http::wechat::WeChatWebhook;
 use crate::http::{AppState, router};
 use crate::relay::worker::Worker;
@@ -17,7 +18,12 @@ use crate::store::Store;
 use crate::vonage::VonagePlatform;
 use crate::vonage::client::VonageClient;
 use crate::vonage::jwt::JwtMinter;
+use crate::wechat::channel::WeChatChannel;
+use crate::wechat::client::WeChatClient;
 use crate::wechat::crypto::MessageCrypto;
+
+/// The worker as wired in production: Vonage platform, WeChat channel.
+pub type BridgeWorker = Worker<VonagePlatform, WeChatChannel>;
 
 /// Whether the outbox worker runs by itself or is driven by the caller (tests, step by step).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +36,7 @@ pub enum WorkerMode {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    worker: Arc<Worker<VonagePlatform>>,
+    worker: Arc<BridgeWorker>,
     mode: WorkerMode,
 }
 
@@ -55,10 +61,18 @@ impl Application {
             store.clone(),
             config.vonage.conversation_id.clone(),
         );
+        let channel = WeChatChannel::new(
+            WeChatClient::new(&config.wechat.api_base, &config.wechat.app_id, config.wechat.app_secret.clone(), store.clone()),
+            config.wechat.window_quota,
+        );
+        let vonage = Arc::new(VonageWebhook {
+            signature_secret: config.vonage.signature_secret.as_ref().map(|s| s.expose().to_string()),
+            shared_conversation: config.vonage.conversation_id.clone(),
+        });
         let wake = Arc::new(Notify::new());
-        let worker = Arc::new(Worker::new(store.clone(), Arc::new(platform), config.relay.clone(), wake.clone()));
+        let worker = Arc::new(Worker::new(store.clone(), Arc::new(platform), Arc::new(channel), config.relay.clone(), wake.clone()));
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
-        Ok(Self { listener, state: AppState { store, wechat, wake }, worker, mode })
+        Ok(Self { listener, state: AppState { store, wechat, vonage, wake }, worker, mode })
     }
 
     /// The port actually bound (useful with port 0).
@@ -71,7 +85,7 @@ impl Application {
     }
 
     /// The worker, for callers that drive it step by step (`WorkerMode::Manual`).
-    pub fn worker(&self) -> Arc<Worker<VonagePlatform>> {
+    pub fn worker(&self) -> Arc<BridgeWorker> {
         self.worker.clone()
     }
 

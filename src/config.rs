@@ -55,6 +55,8 @@ pub struct WeChatConfig {
     pub api_base: String,
     /// Pushes whose `timestamp` is further than this from now are rejected; 0 turns it off.
     pub max_timestamp_skew_secs: u64,
+    /// Customer-service messages allowed per 48-hour window (`wechat-api.md` §6.2: 5 today).
+    pub window_quota: u32,
 }
 
 /// The Vonage application side.
@@ -164,6 +166,7 @@ impl Config {
             encoding_aes_key,
             api_base: base_url(get("WECHAT_API_BASE"), "https://api.weixin.qq.com", "WECHAT_API_BASE")?,
             max_timestamp_skew_secs: parse_num(get("WECHAT_MAX_TIMESTAMP_SKEW_SECS"), 300, "WECHAT_MAX_TIMESTAMP_SKEW_SECS")?,
+            window_quota: parse_num(get("WECHAT_WINDOW_QUOTA"), 5, "WECHAT_WINDOW_QUOTA")?.clamp(1, 1000) as u32,
         };
 
         let application_id = required("VONAGE_APPLICATION_ID")?;

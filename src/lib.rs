@@ -14,13 +14,17 @@
 //! - `store`: SQLite persistence of contacts, messages and jobs.
 //! - `http`: the routes.
 //! - `sim`: WeChat and Vonage simulators, used by tests, `demo` and `simulate`.
+//! - `setup`: points the Vonage application's RTC webhook at the bridge, prints WeChat's console settings.
+//! - `simulate`: one simulator served alone (`simulate wechat|vonage`).
 
 pub mod app;
 pub mod config;
 pub mod demo;
 pub mod http;
 pub mod relay;
+pub mod setup;
 pub mod sim;
+pub mod simulate;
 pub mod store;
 pub mod vonage;
 pub mod wechat;

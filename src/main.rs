@@ -42,6 +42,13 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Point the Vonage application's RTC webhook at BRIDGE_PUBLIC_URL and print WeChat's console settings.
+    Setup,
+    /// Run one simulator alone on --listen, to try a real deployment against it.
+    Simulate {
+        #[command(subcommand)]
+        simulator: wechat_bridge::simulate::Simulator,
+    },
 }
 
 #[tokio::main]
@@ -63,6 +70,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped(shutdown_signal()).await.context("server failed")
         }
         Command::Demo { listen, once } => wechat_bridge::demo::run(&listen, once, shutdown_signal()).await,
+        Command::Setup => {
+            let config = Config::load(cli.config.as_deref())?;
+            wechat_bridge::setup::run(&config, &mut std::io::stdout()).await?;
+            Ok(())
+        }
+        Command::Simulate { simulator } => wechat_bridge::simulate::run(simulator, shutdown_signal()).await,
         Command::Migrate => {
             let url = std::env::var("BRIDGE_DATABASE_URL").unwrap_or_else(|_| "sqlite://wechat-bridge.db".into());
             let store = Store::connect(&url).await.context("cannot open the database")?;

@@ -1,6 +1,7 @@
-//! The HTTP surface: WeChat's webhook (and the reference integration's `/weChatEvent` alias),
-//! health checks. `router` builds it all from `AppState`, so tests can serve it on any port.
+//! The HTTP surface: WeChat's webhook and Vonage's RTC webhook (and the reference integration's
+//! `/weChatEvent` and `/rtcEvent` aliases), health checks. `router` builds it all from `AppState`, so tests can serve it on any port.
 
+pub mod vonage;
 pub mod wechat;
 
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::sync::Notify;
 use tower_http::timeout::TimeoutLayer;
 
@@ -24,6 +25,7 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 pub struct AppState {
     pub store: Store,
     pub wechat: Arc<WeChatWebhook>,
+    pub vonage: Arc<vonage::VonageWebhook>,
     /// Wakes the outbox worker when a message was stored.
     pub wake: Arc<Notify>,
 }
@@ -34,6 +36,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/webhooks/wechat", wechat_routes.clone())
         .route("/weChatEvent", wechat_routes)
+        .route("/webhooks/vonage/rtc", post(vonage::receive_rtc_event))
+        .route("/rtcEvent", post(vonage::receive_rtc_event))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

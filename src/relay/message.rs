@@ -109,4 +109,63 @@ pub struct Contact {
     pub platform_user_id: Option<String>,
     pub platform_conversation_id: Option<String>,
     pub platform_member_id: Option<String>,
+    /// When the customer last wrote (Unix ms): opens the channel's reply window.
+    pub last_inbound_at: Option<i64>,
+    /// Messages sent to the customer since then.
+    pub window_sends: i64,
+}
+
+/// A message an agent wrote on the platform, on its way to the customer on the channel.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutboundMessage {
+    /// text, image, voice, video or news (a link card).
+    pub msg_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Media to download and upload to the channel first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_url: Option<String>,
+    /// Media already known to the channel (WeChat media_id), used as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumb_media_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pic_url: Option<String>,
+}
+
+impl OutboundMessage {
+    pub fn text(content: String) -> Self {
+        Self { msg_type: "text".into(), content: Some(content), ..Self::default() }
+    }
+}
+
+/// An outbound message as stored: what to send, and where it came from on the platform.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboundRecord {
+    pub conversation_id: String,
+    pub platform_event_id: String,
+    pub message: OutboundMessage,
+}
+
+/// The outcome of an outbound message, reported back to the platform.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusReport {
+    pub bridge_message_id: String,
+    pub platform_event_id: String,
+    pub delivered: bool,
+    pub error: Option<ErrorInfo>,
+}
+
+/// An error as the channel reported it (WeChat errcode and errmsg).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorInfo {
+    pub code: Option<String>,
+    pub message: String,
 }

@@ -4,12 +4,13 @@
 
 pub mod inbound;
 pub mod message;
+pub mod outbound;
 pub mod worker;
 
 use std::future::Future;
 use std::time::Duration;
 
-use message::{Contact, InboundMessage};
+use message::{Contact, InboundMessage, OutboundMessage, StatusReport};
 
 /// How a delivery attempt ended badly: worth another try later, or never going to work.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -33,4 +34,25 @@ pub trait Platform: Send + Sync + 'static {
         msg: &InboundMessage,
         bridge_message_id: &str,
     ) -> impl Future<Output = Result<String, DeliveryError>> + Send;
+
+    /// Posts the outcome of an outbound message into `conversation_id`. Returns the event id.
+    fn report_status(
+        &self,
+        contact: &Contact,
+        conversation_id: &str,
+        report: &StatusReport,
+    ) -> impl Future<Output = Result<String, DeliveryError>> + Send;
+}
+
+/// Where customers are: the side that receives agents' messages.
+pub trait Channel: Send + Sync + 'static {
+    /// The parts `msg` is sent in, in order (a text over the channel's size limit is split).
+    fn split(&self, msg: &OutboundMessage) -> Vec<OutboundMessage>;
+
+    /// Fails early, without a remote call, when the contact cannot receive `parts` more
+    /// messages now (reply window closed, quota used up).
+    fn check_window(&self, contact: &Contact, parts: usize) -> Result<(), DeliveryError>;
+
+    /// Sends one part to the contact.
+    fn send(&self, contact: &Contact, msg: &OutboundMessage) -> impl Future<Output = Result<(), DeliveryError>> + Send;
 }

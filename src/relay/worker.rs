@@ -9,22 +9,23 @@ use std::time::Duration;
 use rand::RngExt;
 use tokio::sync::Notify;
 
-use super::message::InboundMessage;
-use super::{DeliveryError, Platform};
+use super::message::{ErrorInfo, InboundMessage, OutboundRecord, StatusReport};
+use super::{Channel, DeliveryError, Platform};
 use crate::config::RelayConfig;
 use crate::store::{ClaimedJob, JobKind, Store, StoreError, now_ms};
 
-/// Delivers outbox jobs to the platform.
-pub struct Worker<P> {
+/// Delivers outbox jobs to the platform and the channel.
+pub struct Worker<P, C> {
     store: Store,
     platform: Arc<P>,
+    channel: Arc<C>,
     config: RelayConfig,
     wake: Arc<Notify>,
 }
 
-impl<P: Platform> Worker<P> {
-    pub fn new(store: Store, platform: Arc<P>, config: RelayConfig, wake: Arc<Notify>) -> Self {
-        Self { store, platform, config, wake }
+impl<P: Platform, C: Channel> Worker<P, C> {
+    pub fn new(store: Store, platform: Arc<P>, channel: Arc<C>, config: RelayConfig, wake: Arc<Notify>) -> Self {
+        Self { store, platform, channel, config, wake }
     }
 
     /// Claims one batch of due jobs and runs them (concurrently: at most one per contact and
@@ -77,6 +78,8 @@ impl<P: Platform> Worker<P> {
     async fn run_job(&self, job: ClaimedJob) -> Result<(), StoreError> {
         let outcome = match job.kind {
             JobKind::DeliverInbound => self.deliver_inbound(&job).await,
+            JobKind::DeliverOutbound => self.deliver_outbound(&job).await,
+            JobKind::ReportStatus => self.report_status(&job).await,
         };
         match outcome {
             Ok(event_id) => {
@@ -84,18 +87,14 @@ impl<P: Platform> Worker<P> {
                 self.store.complete_job(&job, Some(&event_id)).await?;
             }
             Err(DeliveryError::Permanent { code, reason }) => {
-                let error = match code {
-                    Some(code) => format!("{code}: {reason}"),
-                    None => reason,
-                };
-                tracing::warn!(job = job.id, message = %job.message_id, %error, "delivery failed for good");
-                self.store.fail_job(&job, &error).await?;
+                tracing::warn!(job = job.id, message = %job.message_id, code = ?code, error = %reason, "delivery failed for good");
+                self.store.fail_job(&job, code.as_deref(), &reason).await?;
             }
             Err(DeliveryError::Retry { reason, after }) => {
                 if job.attempt >= self.config.max_attempts {
                     let error = format!("gave up after {} attempts: {reason}", job.attempt);
                     tracing::warn!(job = job.id, message = %job.message_id, %error, "delivery failed for good");
-                    self.store.fail_job(&job, &error).await?;
+                    self.store.fail_job(&job, None, &error).await?;
                 } else {
                     let delay = backoff(job.attempt, self.config.retry_base, self.config.retry_max).max(after.unwrap_or_default());
                     tracing::info!(job = job.id, attempt = job.attempt, delay_ms = delay.as_millis() as u64, %reason, "will retry");
@@ -115,6 +114,43 @@ impl<P: Platform> Worker<P> {
         })?;
         self.platform.deliver_inbound(&contact, &msg, &record.id).await
     }
+
+    /// Sends the parts not yet sent, recording each as it is accepted, so a retry after a
+    /// failure in the middle of a long text resumes there instead of repeating earlier parts.
+    async fn deliver_outbound(&self, job: &ClaimedJob) -> Result<String, DeliveryError> {
+        let record = self.store.message(&job.message_id).await.map_err(retry_store)?;
+        let contact = self.store.contact(job.contact_id).await.map_err(retry_store)?;
+        let outbound = outbound_record(&record.payload)?;
+        let parts = self.channel.split(&outbound.message);
+        let done = record.parts_sent.max(0) as usize;
+        self.channel.check_window(&contact, parts.len().saturating_sub(done))?;
+        for (i, part) in parts.iter().enumerate().skip(done) {
+            self.channel.send(&contact, part).await?;
+            self.store.record_part_sent(&record.id, contact.id, i as i64 + 1).await.map_err(retry_store)?;
+        }
+        Ok(outbound.platform_event_id)
+    }
+
+    async fn report_status(&self, job: &ClaimedJob) -> Result<String, DeliveryError> {
+        let record = self.store.message(&job.message_id).await.map_err(retry_store)?;
+        let contact = self.store.contact(job.contact_id).await.map_err(retry_store)?;
+        let outbound = outbound_record(&record.payload)?;
+        let delivered = record.status == "delivered";
+        let report = StatusReport {
+            bridge_message_id: record.id.clone(),
+            platform_event_id: outbound.platform_event_id,
+            delivered,
+            error: (!delivered).then(|| ErrorInfo {
+                code: record.error_code.clone(),
+                message: record.last_error.clone().unwrap_or_default(),
+            }),
+        };
+        self.platform.report_status(&contact, &outbound.conversation_id, &report).await
+    }
+}
+
+fn outbound_record(payload: &str) -> Result<OutboundRecord, DeliveryError> {
+    serde_json::from_str(payload).map_err(|e| DeliveryError::Permanent { code: None, reason: format!("stored message is unreadable: {e}") })
 }
 
 fn retry_store(e: StoreError) -> DeliveryError {

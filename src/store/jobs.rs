@@ -29,26 +29,35 @@ impl Lane {
 pub enum JobKind {
     /// Post an inbound channel message into the contact's platform conversation.
     DeliverInbound,
+    /// Send an outbound platform message to the contact on the channel.
+    DeliverOutbound,
+    /// Report an outbound message's outcome back into its platform conversation.
+    ReportStatus,
 }
 
 impl JobKind {
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::DeliverInbound => "deliver_inbound",
+            JobKind::DeliverOutbound => "deliver_outbound",
+            JobKind::ReportStatus => "report_status",
         }
     }
 
     pub fn lane(self) -> Lane {
         match self {
-            JobKind::DeliverInbound => Lane::Platform,
+            JobKind::DeliverInbound | JobKind::ReportStatus => Lane::Platform,
+            JobKind::DeliverOutbound => Lane::Channel,
         }
     }
 
+    /// Whether the job's outcome is its message's status (a status report's is not).
+    fn decides_message_status(self) -> bool {
+        !matches!(self, JobKind::ReportStatus)
+    }
+
     fn parse(s: &str) -> Option<Self> {
-        match s {
-            "deliver_inbound" => Some(JobKind::DeliverInbound),
-            _ => None,
-        }
+        [JobKind::DeliverInbound, JobKind::DeliverOutbound, JobKind::ReportStatus].into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -82,6 +91,15 @@ pub(super) async fn insert(
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// An outbound message's outcome goes back to the platform: queued in the same transaction
+/// that records it, so a crash cannot lose the report.
+async fn report_outcome(tx: &mut Transaction<'static, Sqlite>, job: &ClaimedJob) -> Result<(), sqlx::Error> {
+    if job.kind == JobKind::DeliverOutbound {
+        insert(tx, &job.message_id, job.contact_id, JobKind::ReportStatus, now_ms()).await?;
+    }
     Ok(())
 }
 
@@ -147,16 +165,17 @@ impl Store {
             .await?
             .rows_affected()
             == 1;
-        if done {
+        if done && job.kind.decides_message_status() {
             sqlx::query(
                 "UPDATE messages SET status = 'delivered', delivered_at = ?, platform_event_id = COALESCE(?, platform_event_id),
-                 last_error = NULL WHERE id = ?",
+                 last_error = NULL, error_code = NULL WHERE id = ?",
             )
             .bind(now_ms())
             .bind(platform_event_id)
             .bind(&job.message_id)
             .execute(&mut *tx)
             .await?;
+            report_outcome(&mut tx, job).await?;
         }
         tx.commit().await?;
         Ok(done)
@@ -190,7 +209,7 @@ impl Store {
 
     /// The job cannot succeed (a permanent error, or too many attempts): mark it and its message
     /// `failed`, visible and retryable from the admin API.
-    pub async fn fail_job(&self, job: &ClaimedJob, error: &str) -> Result<bool, StoreError> {
+    pub async fn fail_job(&self, job: &ClaimedJob, code: Option<&str>, error: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let failed = sqlx::query(
             "UPDATE jobs SET state = 'failed', last_error = ?, claim_token = NULL WHERE id = ? AND claim_token = ? AND state = 'running'",
@@ -202,12 +221,14 @@ impl Store {
         .await?
         .rows_affected()
             == 1;
-        if failed {
-            sqlx::query("UPDATE messages SET status = 'failed', last_error = ? WHERE id = ?")
+        if failed && job.kind.decides_message_status() {
+            sqlx::query("UPDATE messages SET status = 'failed', last_error = ?, error_code = ? WHERE id = ?")
                 .bind(error)
+                .bind(code)
                 .bind(&job.message_id)
                 .execute(&mut *tx)
                 .await?;
+            report_outcome(&mut tx, job).await?;
         }
         tx.commit().await?;
         Ok(failed)
@@ -218,7 +239,8 @@ impl Store {
     pub async fn retry_message(&self, message_id: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let retried = sqlx::query(
-            "UPDATE jobs SET state = 'pending', due_at = ?, attempts = 0 WHERE message_id = ? AND state = 'failed'",
+            "UPDATE jobs SET state = 'pending', due_at = ?, attempts = 0
+             WHERE message_id = ? AND state = 'failed' AND kind != 'report_status'",
         )
         .bind(now_ms())
         .bind(message_id)

@@ -4,12 +4,15 @@
 //! (DESIGN.md "Flow and guarantees" 1); workers claim jobs with a lease (3). All times are Unix ms.
 
 mod jobs;
+mod tokens;
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
+
+use crate::relay::message::Contact;
 
 pub use jobs::{ClaimedJob, JobKind, Lane};
 
@@ -63,6 +66,10 @@ pub struct MessageRecord {
     pub platform_event_id: Option<String>,
     pub created_at: i64,
     pub delivered_at: Option<i64>,
+    /// Parts of an outbound message the channel accepted (a long text is split).
+    pub parts_sent: i64,
+    /// The remote side's code of the last failure.
+    pub error_code: Option<String>,
 }
 
 /// The bridge's database.
@@ -120,7 +127,8 @@ impl Store {
         let contact_id: i64 = sqlx::query(
             "INSERT INTO contacts (channel, channel_id, account, created_at, last_inbound_at) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (channel, channel_id) DO UPDATE SET
-                 last_inbound_at = COALESCE(excluded.last_inbound_at, contacts.last_inbound_at)
+                 last_inbound_at = COALESCE(excluded.last_inbound_at, contacts.last_inbound_at),
+                 window_sends = CASE WHEN excluded.last_inbound_at IS NULL THEN contacts.window_sends ELSE 0 END
              RETURNING id",
         )
         .bind(m.channel)
@@ -172,23 +180,51 @@ impl Store {
     }
 
     /// A contact by id.
-    pub async fn contact(&self, id: i64) -> Result<crate::relay::message::Contact, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, channel_id, account, platform_user_id, platform_conversation_id, platform_member_id
-             FROM contacts WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("contact {id}")))?;
-        Ok(crate::relay::message::Contact {
-            id: row.get(0),
-            channel_id: row.get(1),
-            account: row.get(2),
-            platform_user_id: row.get(3),
-            platform_conversation_id: row.get(4),
-            platform_member_id: row.get(5),
-        })
+    pub async fn contact(&self, id: i64) -> Result<Contact, StoreError> {
+        let row = sqlx::query(select_contacts!("WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("contact {id}")))?;
+        Ok(contact_from_row(&row))
+    }
+
+    /// The contact whose own conversation this is (per-user mode).
+    pub async fn contact_by_conversation(&self, conversation_id: &str) -> Result<Option<Contact>, StoreError> {
+        let row = sqlx::query(select_contacts!("WHERE platform_conversation_id = ? ORDER BY id LIMIT 1"))
+            .bind(conversation_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(contact_from_row))
+    }
+
+    /// Whether `member_id` is one of the members the bridge created for its contacts.
+    pub async fn is_bridge_member(&self, member_id: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query("SELECT 1 FROM contacts WHERE platform_member_id = ? LIMIT 1")
+            .bind(member_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    /// The contact with this id on `channel` (WeChat: OpenID).
+    pub async fn contact_by_channel_id(&self, channel: &str, channel_id: &str) -> Result<Option<Contact>, StoreError> {
+        let row = sqlx::query(select_contacts!("WHERE channel = ? AND channel_id = ?"))
+            .bind(channel)
+            .bind(channel_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(contact_from_row))
+    }
+
+    /// One more part of an outbound message was accepted by the channel: resume after it on a
+    /// retry, and count it against the contact's window quota.
+    pub async fn record_part_sent(&self, message_id: &str, contact_id: i64, parts_sent: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("UPDATE messages SET parts_sent = ? WHERE id = ?").bind(parts_sent).bind(message_id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE contacts SET window_sends = window_sends + 1 WHERE id = ?").bind(contact_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Number of contacts (tests and the health view).
@@ -222,11 +258,35 @@ impl Store {
     }
 }
 
+macro_rules! select_contacts {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, channel_id, account, platform_user_id, platform_conversation_id, platform_member_id, \
+             last_inbound_at, window_sends FROM contacts ",
+            $rest
+        )
+    };
+}
+use select_contacts;
+
+fn contact_from_row(row: &sqlx::sqlite::SqliteRow) -> Contact {
+    Contact {
+        id: row.get(0),
+        channel_id: row.get(1),
+        account: row.get(2),
+        platform_user_id: row.get(3),
+        platform_conversation_id: row.get(4),
+        platform_member_id: row.get(5),
+        last_inbound_at: row.get(6),
+        window_sends: row.get(7),
+    }
+}
+
 macro_rules! select_messages {
     ($rest:literal) => {
         concat!(
             "SELECT id, contact_id, direction, source, external_id, msg_type, payload, status, attempts, \
-             last_error, platform_event_id, created_at, delivered_at FROM messages ",
+             last_error, platform_event_id, created_at, delivered_at, parts_sent, error_code FROM messages ",
             $rest
         )
     };
@@ -250,5 +310,7 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> MessageRecord {
         platform_event_id: row.get(10),
         created_at: row.get(11),
         delivered_at: row.get(12),
+        parts_sent: row.get(13),
+        error_code: row.get(14),
     }
 }

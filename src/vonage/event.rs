@@ -4,16 +4,35 @@
 
 use serde_json::{Value, json};
 
-use crate::relay::message::InboundMessage;
+use crate::relay::message::{InboundMessage, StatusReport};
 
 /// The custom event type shared with the reference integration and its clients.
 pub const MESSAGE_EVENT_TYPE: &str = "custom:wechat:message";
+/// The outcome of each outbound message, posted back into its conversation.
+pub const STATUS_EVENT_TYPE: &str = "custom:wechat:status";
 /// Vonage rejects custom event bodies over this many bytes.
 pub const MAX_BODY_BYTES: usize = 4096;
 
 /// Builds the event posted into the conversation for an inbound message, from the member `from`.
 pub fn inbound_event(msg: &InboundMessage, member_id: &str, bridge_message_id: &str) -> Value {
     json!({"type": MESSAGE_EVENT_TYPE, "from": member_id, "body": inbound_body(msg, bridge_message_id)})
+}
+
+/// The `custom:wechat:status` event for an outbound message's outcome (DESIGN.md).
+pub fn status_event(report: &StatusReport, member_id: Option<&str>) -> Value {
+    let mut body = json!({
+        "bridge_message_id": report.bridge_message_id,
+        "vonage_event_id": report.platform_event_id,
+        "status": if report.delivered { "delivered" } else { "failed" },
+    });
+    if let Some(error) = &report.error {
+        body["error"] = json!({"code": error.code, "message": error.message});
+    }
+    let mut event = json!({"type": STATUS_EVENT_TYPE, "body": body});
+    if let Some(member) = member_id {
+        event["from"] = json!(member);
+    }
+    event
 }
 
 /// The event body, shrunk until it fits: optional extras go first (link description, then

@@ -4,10 +4,11 @@
 pub mod client;
 pub mod event;
 pub mod jwt;
+pub mod webhook;
 
 use serde_json::json;
 
-use crate::relay::message::{Contact, InboundMessage};
+use crate::relay::message::{Contact, InboundMessage, StatusReport};
 use crate::relay::{DeliveryError, Platform};
 use crate::store::Store;
 use client::{VonageClient, VonageError};
@@ -88,6 +89,17 @@ impl Platform for VonagePlatform {
             }
             Err(e) => Err(classify(e)),
         }
+    }
+
+    async fn report_status(&self, contact: &Contact, conversation_id: &str, report: &StatusReport) -> Result<String, DeliveryError> {
+        // From the customer's member when it is in this conversation, so clients show it in
+        // the thread; Vonage accepts events without `from` from an application JWT (§2.3).
+        let member = contact
+            .platform_member_id
+            .as_deref()
+            .filter(|_| contact.platform_conversation_id.as_deref() == Some(conversation_id));
+        let event = event::status_event(report, member);
+        self.client.create_event(conversation_id, &event).await.map_err(classify)
     }
 }
 

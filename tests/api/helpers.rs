@@ -22,6 +22,8 @@ pub const TOKEN: &str = "sim-token";
 pub const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 pub const ACCOUNT: &str = "gh_0123456789ab";
 pub const VONAGE_APP_ID: &str = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab";
+/// Signs the simulator's RTC webhooks; the bridge requires it.
+pub const SIGNATURE_SECRET: &str = "a-signature-secret-for-tests-only";
 
 /// One RSA key pair for the whole test binary (generation takes a moment).
 pub fn keypair() -> &'static (String, String) {
@@ -44,7 +46,7 @@ pub struct TestApp {
     pub vonage: VonageSim,
     pub settings: HashMap<String, String>,
     pub mode: WorkerMode,
-    pub app_worker: Option<std::sync::Arc<wechat_bridge::relay::worker::Worker<wechat_bridge::vonage::VonagePlatform>>>,
+    pub app_worker: Option<std::sync::Arc<wechat_bridge::app::BridgeWorker>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     _dir: TempDir,
@@ -69,7 +71,7 @@ pub async fn spawn_app_with(mode: WorkerMode, adjust: impl FnOnce(&mut HashMap<S
         application_id: VONAGE_APP_ID.into(),
         public_key_pem: public_pem,
         rtc_event_url: None,
-        signature_secret: None,
+        signature_secret: Some(SIGNATURE_SECRET.into()),
         api_key: "key".into(),
         api_secret: "secret".into(),
         rtc_retry_base: Duration::from_millis(50),
@@ -88,6 +90,7 @@ pub async fn spawn_app_with(mode: WorkerMode, adjust: impl FnOnce(&mut HashMap<S
         ("VONAGE_APPLICATION_ID", VONAGE_APP_ID.into()),
         ("VONAGE_PRIVATE_KEY", private_pem),
         ("VONAGE_API_BASE", vonage_base),
+        ("VONAGE_SIGNATURE_SECRET", SIGNATURE_SECRET.into()),
         ("BRIDGE_RETRY_BASE_MS", "50".into()),
         ("BRIDGE_RETRY_MAX_SECS", "1".into()),
         ("BRIDGE_LEASE_SECS", "1".into()),
@@ -122,6 +125,8 @@ impl TestApp {
         config.relay.poll_interval = Duration::from_millis(50);
         let app = Application::build(config, self.mode).await.expect("app builds");
         self.address = format!("http://127.0.0.1:{}", app.port());
+        // Vonage delivers every event, the bridge's own included, to the RTC webhook (§3.2).
+        self.vonage.set_rtc_event_url(Some(format!("{}/webhooks/vonage/rtc", self.address)));
         self.store = app.store().clone();
         self.app_worker = Some(app.worker());
         let (tx, rx) = oneshot::channel();

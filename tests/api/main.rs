@@ -1,9 +1,11 @@
 //! Black-box tests: the real application on a random port against the built-in simulators.
 //! One test binary (zero-to-production's layout): one link step, fast CI.
 
+mod cli;
 mod config;
 mod delivery;
 mod demo;
 mod helpers;
 mod vonage_sim;
+mod wechat_client;
 mod wechat_webhook;

@@ -1,0 +1,101 @@
+//! Vonage's RTC event webhook (`vonage-api.md` §3, §4): signed-webhook check, then agents'
+//! messages for WeChat are stored with their outbox job before the 200; everything else,
+//! including the bridge's own events coming back, is answered 200 and ignored.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::relay::outbound;
+use crate::store::Accepted;
+use crate::vonage::webhook::{self, RtcEvent, SignatureError};
+
+/// The webhook's settings.
+#[derive(Default)]
+pub struct VonageWebhook {
+    /// When set, every request must carry a valid signed-webhook JWT.
+    pub signature_secret: Option<String>,
+    /// Single-conversation mode: `to` names the WeChat user.
+    pub shared_conversation: Option<String>,
+}
+
+impl std::fmt::Debug for VonageWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VonageWebhook").field("signed", &self.signature_secret.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// Why an RTC request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RtcError {
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    #[error("malformed event: {0}")]
+    Malformed(String),
+    #[error("unsupported content type {0}")]
+    ContentType(String),
+    #[error("cannot store the event: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl IntoResponse for RtcError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            RtcError::Signature(_) => StatusCode::UNAUTHORIZED,
+            RtcError::Malformed(_) => StatusCode::BAD_REQUEST,
+            RtcError::ContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            // 5xx makes Vonage retry (§3.2), which is what a full disk or a locked database needs.
+            RtcError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        tracing::warn!(error = %self, status = status.as_u16(), "rtc event rejected");
+        (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], self.to_string()).into_response()
+    }
+}
+
+/// `POST /webhooks/vonage/rtc` (and `/rtcEvent`).
+pub async fn receive_rtc_event(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, RtcError> {
+    let hook = &state.vonage;
+    if let Some(secret) = &hook.signature_secret {
+        let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let now = (crate::store::now_ms() / 1000) as u64;
+        webhook::verify_signature(auth, &body, secret, now)?;
+    }
+    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        if !ct.to_ascii_lowercase().contains("json") {
+            return Err(RtcError::ContentType(ct.to_string()));
+        }
+    }
+    let event: serde_json::Value = serde_json::from_slice(&body).map_err(|e| RtcError::Malformed(e.to_string()))?;
+    let request = match webhook::classify(&event).map_err(RtcError::Malformed)? {
+        RtcEvent::Relay(request) => request,
+        RtcEvent::Ignore(why) => return Ok(ignored(why)),
+    };
+    // Loop guard (§3.2): events created by any of the bridge's own members are echoes.
+    if let Some(member) = &request.from_member {
+        if state.store.is_bridge_member(member).await? {
+            return Ok(ignored("event from the bridge's own member"));
+        }
+    }
+    let contact = match (&request.to, &hook.shared_conversation) {
+        (Some(openid), _) => state.store.contact_by_channel_id("wechat", openid).await?,
+        (None, None) => state.store.contact_by_conversation(&request.conversation_id).await?,
+        (None, Some(_)) => return Ok(ignored("no `to` in the shared conversation")),
+    };
+    let Some(contact) = contact else {
+        return Ok(ignored("no WeChat contact for this conversation or OpenID"));
+    };
+    match outbound::accept(&state.store, &state.wake, "wechat", "vonage", &contact, &request.conversation_id, &request.event_id, request.message)
+        .await?
+    {
+        Accepted::New(id) => tracing::info!(message = %id, event = %request.event_id, "outbound message stored"),
+        Accepted::Duplicate(id) => tracing::info!(message = %id, "redelivered rtc event ignored"),
+    }
+    Ok((StatusCode::OK, "stored").into_response())
+}
+
+fn ignored(why: &'static str) -> Response {
+    tracing::debug!(why, "rtc event ignored");
+    (StatusCode::OK, "ignored").into_response()
+}

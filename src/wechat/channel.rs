@@ -1,0 +1,167 @@
+//! WeChat as the relay's channel: agents' messages go out through the customer-service API
+//! (`wechat-api.md` §6), inside the 48-hour window and its quota, long texts split in order.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::client::{WeChatClient, WeChatError};
+use crate::relay::message::{Contact, OutboundMessage};
+use crate::relay::{Channel, DeliveryError};
+
+/// WeChat refuses texts over 2,048 bytes with 45002 (§6.2).
+pub const MAX_TEXT_BYTES: usize = 2048;
+/// Customer-service messages are allowed for 48 hours after the user's last message (§6.2).
+pub const REPLY_WINDOW: Duration = Duration::from_secs(48 * 3600);
+/// Media downloaded from an agent's URL is capped at WeChat's largest upload (10 MB, §7.1).
+const MAX_MEDIA_BYTES: usize = 10 << 20;
+
+/// The WeChat channel.
+#[derive(Debug)]
+pub struct WeChatChannel {
+    client: WeChatClient,
+    /// Messages allowed per window (5 today, 20 before 2021: §6.2; configurable).
+    window_quota: u32,
+}
+
+impl WeChatChannel {
+    pub fn new(client: WeChatClient, window_quota: u32) -> Self {
+        Self { client, window_quota }
+    }
+
+    pub fn client(&self) -> &WeChatClient {
+        &self.client
+    }
+
+    /// The `custom/send` body for one part (§6.3), uploading media given by URL first.
+    async fn body(&self, openid: &str, msg: &OutboundMessage) -> Result<Value, DeliveryError> {
+        let body = match msg.msg_type.as_str() {
+            "text" => json!({"touser": openid, "msgtype": "text", "text": {"content": msg.content.clone().unwrap_or_default()}}),
+            "image" | "voice" => {
+                let media_id = self.media_id(msg).await?;
+                json!({"touser": openid, "msgtype": msg.msg_type, (msg.msg_type.as_str()): {"media_id": media_id}})
+            }
+            "video" => {
+                let media_id = self.media_id(msg).await?;
+                json!({"touser": openid, "msgtype": "video", "video": {
+                    "media_id": media_id, "thumb_media_id": msg.thumb_media_id.clone().unwrap_or_default(),
+                    "title": msg.title.clone().unwrap_or_default(), "description": msg.description.clone().unwrap_or_default()}})
+            }
+            "news" => json!({"touser": openid, "msgtype": "news", "news": {"articles": [{
+                "title": msg.title, "description": msg.description.clone().unwrap_or_default(),
+                "url": msg.url, "picurl": msg.pic_url.clone().unwrap_or_default()}]}}),
+            other => {
+                return Err(DeliveryError::Permanent { code: None, reason: format!("msgtype {other} cannot be sent to WeChat") });
+            }
+        };
+        Ok(body)
+    }
+
+    /// A `media_id` as given, or obtained by downloading `media_url` and uploading it (§7.1).
+    async fn media_id(&self, msg: &OutboundMessage) -> Result<String, DeliveryError> {
+        if let Some(id) = &msg.media_id {
+            return Ok(id.clone());
+        }
+        let url = msg.media_url.as_deref().ok_or_else(|| DeliveryError::Permanent {
+            code: None,
+            reason: format!("{} without media_url or media_id", msg.msg_type),
+        })?;
+        let (content_type, bytes) = self.client.fetch_url(url, MAX_MEDIA_BYTES).await.map_err(classify)?;
+        let filename = url.rsplit('/').next().filter(|n| !n.is_empty() && n.len() < 100).unwrap_or("media").split('?').next().unwrap_or("media");
+        self.client.upload_media(&msg.msg_type, filename, &content_type, bytes).await.map_err(classify)
+    }
+}
+
+impl Channel for WeChatChannel {
+    fn split(&self, msg: &OutboundMessage) -> Vec<OutboundMessage> {
+        match (&msg.msg_type[..], &msg.content) {
+            ("text", Some(content)) if content.len() > MAX_TEXT_BYTES => {
+                split_text(content, MAX_TEXT_BYTES).into_iter().map(OutboundMessage::text).collect()
+            }
+            _ => vec![msg.clone()],
+        }
+    }
+
+    fn check_window(&self, contact: &Contact, parts: usize) -> Result<(), DeliveryError> {
+        let now = crate::store::now_ms();
+        let open = contact.last_inbound_at.is_some_and(|t| now - t < REPLY_WINDOW.as_millis() as i64);
+        if !open {
+            // The same answer WeChat would give (45015), without spending a call on it.
+            return Err(DeliveryError::Permanent {
+                code: Some("45015".into()),
+                reason: "outside the 48-hour window: the customer has not written in the last 48 hours".into(),
+            });
+        }
+        if contact.window_sends + parts as i64 > self.window_quota as i64 {
+            return Err(DeliveryError::Permanent {
+                code: Some("45047".into()),
+                reason: format!(
+                    "reply quota used up: {} of {} messages sent since the customer last wrote",
+                    contact.window_sends, self.window_quota
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    async fn send(&self, contact: &Contact, msg: &OutboundMessage) -> Result<(), DeliveryError> {
+        let body = self.body(&contact.channel_id, msg).await?;
+        self.client.send(&body).await.map_err(classify)
+    }
+}
+
+/// Splits `text` into parts of at most `max` bytes, on UTF-8 boundaries, preferring to break
+/// after a newline or space in the last quarter of a part so words stay whole.
+pub fn split_text(text: &str, max: usize) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while rest.len() > max {
+        let mut end = max;
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut start = end - end / 4;
+        while !rest.is_char_boundary(start) {
+            start += 1;
+        }
+        if let Some(i) = rest[start..end].rfind(['\n', ' ']) {
+            end = start + i + 1;
+        }
+        parts.push(rest[..end].to_string());
+        rest = &rest[end..];
+    }
+    if !rest.is_empty() {
+        parts.push(rest.to_string());
+    }
+    parts
+}
+
+fn classify(e: WeChatError) -> DeliveryError {
+    if e.is_retryable() {
+        DeliveryError::Retry { reason: e.to_string(), after: None }
+    } else {
+        DeliveryError::Permanent { code: e.code().map(|c| c.to_string()), reason: e.to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_texts_split_on_char_boundaries_in_order() {
+        let text = "微".repeat(2000); // 6,000 bytes, 3 bytes a char
+        let parts = split_text(&text, MAX_TEXT_BYTES);
+        assert!(parts.iter().all(|p| p.len() <= MAX_TEXT_BYTES));
+        assert_eq!(parts.concat(), text);
+        assert_eq!(parts.len(), 3);
+    }
+
+    #[test]
+    fn splits_prefer_whitespace() {
+        let text = format!("{} {}", "a".repeat(1900), "b".repeat(500));
+        let parts = split_text(&text, MAX_TEXT_BYTES);
+        assert_eq!(parts, [format!("{} ", "a".repeat(1900)), "b".repeat(500)]);
+        assert_eq!(split_text("short", MAX_TEXT_BYTES), ["short"]);
+    }
+}
