@@ -197,14 +197,14 @@ impl WeChatClient {
                 let response = request.send().await.map_err(transport)?;
                 let (content_type, bytes) = read_capped(response, MAX_MEDIA_BYTES).await?;
                 // WeChat has been seen to label its JSON errors text/plain.
-                if content_type.contains("json") || content_type.starts_with("text/plain") {
-                    if let Ok(value) = serde_json::from_slice::<Value>(&bytes) {
-                        let value = self.check(value, &token)?;
-                        return match value["video_url"].as_str() {
-                            Some(video) => Ok(Media::VideoUrl(video.to_string())),
-                            None => Err(WeChatError::Decode("media/get answered JSON without video_url".into())),
-                        };
-                    }
+                if (content_type.contains("json") || content_type.starts_with("text/plain"))
+                    && let Ok(value) = serde_json::from_slice::<Value>(&bytes)
+                {
+                    let value = self.check(value, &token)?;
+                    return match value["video_url"].as_str() {
+                        Some(video) => Ok(Media::VideoUrl(video.to_string())),
+                        None => Err(WeChatError::Decode("media/get answered JSON without video_url".into())),
+                    };
                 }
                 Ok(Media::Bytes(content_type, bytes))
             })
@@ -230,10 +230,10 @@ impl WeChatClient {
             let left = expires_at - now_ms();
             Some(token.as_str()) != bad && (left > REFRESH_MARGIN_MS || (lenient && left > 0))
         };
-        if let Some(stored) = self.store.access_token(&self.app_id).await? {
-            if usable(&stored, false) {
-                return Ok(stored.0);
-            }
+        if let Some(stored) = self.store.access_token(&self.app_id).await?
+            && usable(&stored, false)
+        {
+            return Ok(stored.0);
         }
         // Single-flight (§5.4.3): one fetch per process; whoever waited re-reads what it stored.
         let mut state = self.refresh.lock().await;
@@ -260,10 +260,11 @@ impl WeChatClient {
     /// now (then the token error stands and the caller retries later).
     async fn force_token(&self, bad: &str) -> Result<Option<String>, WeChatError> {
         let mut state = self.refresh.lock().await;
-        if let Some((token, expires_at)) = self.store.access_token(&self.app_id).await? {
-            if token != bad && expires_at > now_ms() {
-                return Ok(Some(token)); // another caller replaced it meanwhile
-            }
+        if let Some((token, expires_at)) = self.store.access_token(&self.app_id).await?
+            && token != bad
+            && expires_at > now_ms()
+        {
+            return Ok(Some(token)); // another caller replaced it meanwhile
         }
         while state.forced.front().is_some_and(|t| t.elapsed() >= DAY) {
             state.forced.pop_front();

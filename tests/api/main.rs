@@ -6,6 +6,7 @@ mod config;
 mod delivery;
 mod demo;
 mod helpers;
+mod outbound;
 mod vonage_sim;
 mod wechat_client;
 mod wechat_webhook;
