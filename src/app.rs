@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::config::Config;
+use crate::http::media::MediaLinks;
 use crate::http::vonage::VonageWebhook;
 use crate::http::wechat::WeChatWebhook;
 use crate::http::{AppState, router};
@@ -61,10 +62,14 @@ impl Application {
             store.clone(),
             config.vonage.conversation_id.clone(),
         );
-        let channel = WeChatChannel::new(
-            WeChatClient::new(&config.wechat.api_base, &config.wechat.app_id, config.wechat.app_secret.clone(), store.clone()),
-            config.wechat.window_quota,
-        );
+        // One client for the worker and the media route: its token single-flight is per client.
+        let wechat_client =
+            Arc::new(WeChatClient::new(&config.wechat.api_base, &config.wechat.app_id, config.wechat.app_secret.clone(), store.clone()));
+        let channel = WeChatChannel::new(wechat_client.clone(), config.wechat.window_quota);
+        let media_links = config
+            .public_url
+            .as_deref()
+            .map(|url| Arc::new(MediaLinks::new(config.wechat.app_secret.expose(), url)));
         let vonage = Arc::new(VonageWebhook {
             signature_secret: config.vonage.signature_secret.as_ref().map(|s| s.expose().to_string()),
             shared_conversation: config.vonage.conversation_id.clone(),
@@ -72,7 +77,7 @@ impl Application {
         let wake = Arc::new(Notify::new());
         let worker = Arc::new(Worker::new(store.clone(), Arc::new(platform), Arc::new(channel), config.relay.clone(), wake.clone()));
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
-        Ok(Self { listener, state: AppState { store, wechat, vonage, wake }, worker, mode })
+        Ok(Self { listener, state: AppState { store, wechat, vonage, media_links, wechat_client, wake }, worker, mode })
     }
 
     /// The port actually bound (useful with port 0).

@@ -113,7 +113,7 @@ fn is_local_http(url: &str) -> bool {
 /// Returns it with the names of the capabilities other than `rtc` that were kept.
 fn merged_application(mut app: Value, rtc_url: &str, signed: bool) -> Result<(Value, Vec<String>), String> {
     let obj = app.as_object_mut().ok_or("the body is not a JSON object")?;
-    if !obj.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
+    if obj.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
         return Err("the application has no name".into());
     }
     obj.remove("id");

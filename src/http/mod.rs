@@ -1,6 +1,7 @@
 //! The HTTP surface: WeChat's webhook and Vonage's RTC webhook (and the reference integration's
 //! `/weChatEvent` and `/rtcEvent` aliases), health checks. `router` builds it all from `AppState`, so tests can serve it on any port.
 
+pub mod media;
 pub mod vonage;
 pub mod wechat;
 
@@ -26,6 +27,9 @@ pub struct AppState {
     pub store: Store,
     pub wechat: Arc<WeChatWebhook>,
     pub vonage: Arc<vonage::VonageWebhook>,
+    /// Signs media links; present when BRIDGE_PUBLIC_URL is set.
+    pub media_links: Option<Arc<media::MediaLinks>>,
+    pub wechat_client: Arc<crate::wechat::client::WeChatClient>,
     /// Wakes the outbox worker when a message was stored.
     pub wake: Arc<Notify>,
 }
@@ -38,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/weChatEvent", wechat_routes)
         .route("/webhooks/vonage/rtc", post(vonage::receive_rtc_event))
         .route("/rtcEvent", post(vonage::receive_rtc_event))
+        .route("/media/{media_id}", get(media::serve_media))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -141,7 +141,13 @@ pub async fn receive_wechat_push(
     };
 
     let push = message::parse(&xml).map_err(|e| WebhookError::Malformed(e.to_string()))?;
-    let inbound_msg = crate::wechat::inbound::to_inbound(&push);
+    let mut inbound_msg = crate::wechat::inbound::to_inbound(&push);
+    // Agents' clients get a signed bridge link: WeChat's media/get needs the access token.
+    if let (Some(links), Some(media)) = (&state.media_links, inbound_msg.media.as_mut()) {
+        if let Some(id) = &media.media_id {
+            media.url = Some(links.url(id, crate::store::now_ms() / 1000));
+        }
+    }
     let dedup_key = push.dedup_key();
     match inbound::accept(&state.store, &state.wake, "wechat", &dedup_key, &inbound_msg).await? {
         Accepted::New(id) => tracing::info!(message = %id, msgtype = %inbound_msg.msg_type, "wechat push stored"),

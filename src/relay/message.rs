@@ -38,9 +38,13 @@ pub struct InboundMessage {
 pub struct Media {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_id: Option<String>,
-    /// A URL a client can fetch (WeChat's `PicUrl` for images).
+    /// A URL a client can fetch: the bridge's signed `/media/{id}` link when BRIDGE_PUBLIC_URL
+    /// is set, else WeChat's `PicUrl` for images.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// WeChat's own CDN link of an image (`PicUrl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pic_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

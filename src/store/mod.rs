@@ -4,6 +4,7 @@
 //! (DESIGN.md "Flow and guarantees" 1); workers claim jobs with a lease (3). All times are Unix ms.
 
 mod jobs;
+mod media;
 mod tokens;
 
 use std::str::FromStr;

@@ -1,6 +1,7 @@
 //! WeChat as the relay's channel: agents' messages go out through the customer-service API
 //! (`wechat-api.md` §6), inside the 48-hour window and its quota, long texts split in order.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -19,13 +20,13 @@ const MAX_MEDIA_BYTES: usize = 10 << 20;
 /// The WeChat channel.
 #[derive(Debug)]
 pub struct WeChatChannel {
-    client: WeChatClient,
+    client: Arc<WeChatClient>,
     /// Messages allowed per window (5 today, 20 before 2021: §6.2; configurable).
     window_quota: u32,
 }
 
 impl WeChatChannel {
-    pub fn new(client: WeChatClient, window_quota: u32) -> Self {
+    pub fn new(client: Arc<WeChatClient>, window_quota: u32) -> Self {
         Self { client, window_quota }
     }
 
@@ -147,6 +148,41 @@ fn classify(e: WeChatError) -> DeliveryError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Secret;
+    use crate::store::{Store, now_ms};
+
+    async fn channel(quota: u32) -> WeChatChannel {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        WeChatChannel::new(Arc::new(WeChatClient::new("http://127.0.0.1:9", "wx", Secret::new("s"), store)), quota)
+    }
+
+    fn contact(last_inbound_at: Option<i64>, window_sends: i64) -> Contact {
+        Contact {
+            id: 1,
+            channel_id: "o_1".into(),
+            account: "gh".into(),
+            platform_user_id: None,
+            platform_conversation_id: None,
+            platform_member_id: None,
+            last_inbound_at,
+            window_sends,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_window_and_quota_fail_early_with_wechats_codes() {
+        let ch = channel(5).await;
+        let hour = 3_600_000;
+        assert_eq!(ch.check_window(&contact(Some(now_ms() - hour), 0), 1), Ok(()));
+        let code = |r: Result<(), DeliveryError>| match r {
+            Err(DeliveryError::Permanent { code, .. }) => code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(code(ch.check_window(&contact(Some(now_ms() - 49 * hour), 0), 1)).as_deref(), Some("45015"));
+        assert_eq!(code(ch.check_window(&contact(None, 0), 1)).as_deref(), Some("45015"));
+        assert_eq!(code(ch.check_window(&contact(Some(now_ms()), 4), 2)).as_deref(), Some("45047"));
+        assert_eq!(ch.check_window(&contact(Some(now_ms()), 4), 1), Ok(()));
+    }
 
     #[test]
     fn long_texts_split_on_char_boundaries_in_order() {

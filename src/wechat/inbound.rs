@@ -23,7 +23,12 @@ pub fn to_inbound(push: &Push) -> InboundMessage {
         Body::Text { content, .. } => msg.content = content.clone(),
         Body::Image { pic_url, media_id, .. } => {
             msg.content = "[image]".into();
-            msg.media = Some(Media { media_id: Some(media_id.clone()), url: Some(pic_url.clone()), ..Media::default() });
+            msg.media = Some(Media {
+                media_id: Some(media_id.clone()),
+                url: Some(pic_url.clone()),
+                pic_url: Some(pic_url.clone()),
+                ..Media::default()
+            });
         }
         Body::Voice { media_id, format, recognition, media_id_16k, .. } => {
             // Recognition is often empty nowadays (§2.3); when present it is the best text.

@@ -235,10 +235,8 @@ async fn wait_ok(url: &str, child: &mut Child) {
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(r) = client.get(url).send().await {
-            if r.status() == 200 {
-                return;
-            }
+        if client.get(url).send().await.is_ok_and(|r| r.status() == 200) {
+            return;
         }
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the simulator exited early with {status}");

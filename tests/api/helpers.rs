@@ -156,11 +156,6 @@ impl TestApp {
         }
     }
 
-    /// Runs the worker once (for `WorkerMode::Manual`).
-    pub async fn run_worker_once(&self) -> usize {
-        self.app_worker.as_ref().unwrap().run_once().await.unwrap()
-    }
-
     pub fn webhook(&self) -> String {
         format!("{}/webhooks/wechat", self.address)
     }

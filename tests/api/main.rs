@@ -6,6 +6,7 @@ mod config;
 mod delivery;
 mod demo;
 mod helpers;
+mod media;
 mod outbound;
 mod vonage_sim;
 mod wechat_client;
