@@ -28,3 +28,13 @@ pub mod simulate;
 pub mod store;
 pub mod vonage;
 pub mod wechat;
+
+/// Percent-encodes `s` for a URL path segment or query value (RFC 3986 unreserved kept).
+pub(crate) fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -38,7 +38,7 @@ impl MediaLinks {
     /// A link to `media_id` valid until `now + LINK_TTL_SECS`.
     pub fn url(&self, media_id: &str, now_secs: i64) -> String {
         let expires = now_secs + LINK_TTL_SECS;
-        format!("{}/media/{}?expires={expires}&sig={}", self.public_url, urlencode(media_id), self.sign(media_id, expires))
+        format!("{}/media/{}?expires={expires}&sig={}", self.public_url, crate::urlencode(media_id), self.sign(media_id, expires))
     }
 
     fn sign(&self, media_id: &str, expires: i64) -> String {
@@ -57,14 +57,6 @@ impl MediaLinks {
     }
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 #[derive(Deserialize)]
 pub struct LinkQuery {

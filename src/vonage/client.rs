@@ -96,7 +96,7 @@ impl VonageClient {
         match self.call(Method::POST, "/v1/users", Some(&body)).await {
             Ok(v) => Ok(parse::<Created>(v)?.id_string()),
             Err(e) if e.code() == Some("user:error:duplicate-name") || is_409(&e) => {
-                let found = self.call(Method::GET, &format!("/v1/users?name={}", urlencode(name)), None).await?;
+                let found = self.call(Method::GET, &format!("/v1/users?name={}", crate::urlencode(name)), None).await?;
                 embedded(&found, "users")
                     .iter()
                     .find(|u| u["name"] == name)
@@ -251,14 +251,6 @@ fn relative(href: &str) -> String {
     }
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 /// A transport error without the URL (which never holds secrets here, but keeps logs short).
 fn describe(e: reqwest::Error) -> String {
