@@ -127,6 +127,15 @@ impl Config {
         })
     }
 
+    /// The database URL alone (for `migrate`, which needs nothing else): env, then file, then default.
+    pub fn database_url(file: Option<&Path>) -> Result<String, ConfigError> {
+        let from_file = match file {
+            Some(path) => read_toml(path)?.remove("bridge_database_url"),
+            None => None,
+        };
+        Ok(std::env::var("BRIDGE_DATABASE_URL").ok().or(from_file).unwrap_or_else(|| "sqlite://wechat-bridge.db".into()))
+    }
+
     /// Builds and validates a configuration from any key → value lookup (env, file, tests).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |key: &str| get(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());

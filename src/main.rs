@@ -77,7 +77,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Simulate { simulator } => wechat_bridge::simulate::run(simulator, shutdown_signal()).await,
         Command::Migrate => {
-            let url = std::env::var("BRIDGE_DATABASE_URL").unwrap_or_else(|_| "sqlite://wechat-bridge.db".into());
+            let url = Config::database_url(cli.config.as_deref())?;
             let store = Store::connect(&url).await.context("cannot open the database")?;
             store.migrate().await.context("migration failed")?;
             println!("migrations applied to {url}");
