@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::config::Config;
+use crate::http::admin::AdminAccess;
 use crate::http::media::MediaLinks;
 use crate::http::vonage::VonageWebhook;
 use crate::http::wechat::WeChatWebhook;
@@ -74,10 +75,15 @@ impl Application {
             signature_secret: config.vonage.signature_secret.as_ref().map(|s| s.expose().to_string()),
             shared_conversation: config.vonage.conversation_id.clone(),
         });
+        let admin = match (&config.admin_token, config.open_admin) {
+            (_, true) => AdminAccess::Open,
+            (Some(token), false) => AdminAccess::Token(token.clone()),
+            (None, false) => AdminAccess::Closed,
+        };
         let wake = Arc::new(Notify::new());
         let worker = Arc::new(Worker::new(store.clone(), Arc::new(platform), Arc::new(channel), config.relay.clone(), wake.clone()));
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
-        Ok(Self { listener, state: AppState { store, wechat, vonage, media_links, wechat_client, wake }, worker, mode })
+        Ok(Self { listener, state: AppState { store, wechat, vonage, media_links, wechat_client, admin, wake }, worker, mode })
     }
 
     /// The port actually bound (useful with port 0).

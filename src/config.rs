@@ -108,6 +108,8 @@ pub struct Config {
     pub database_url: String,
     pub public_url: Option<String>,
     pub admin_token: Option<Secret>,
+    /// The admin API without a token: only `demo` sets this (it listens on loopback).
+    pub open_admin: bool,
     pub wechat: WeChatConfig,
     pub vonage: VonageConfig,
     pub relay: RelayConfig,
@@ -215,6 +217,7 @@ impl Config {
             database_url,
             public_url,
             admin_token: get("BRIDGE_ADMIN_TOKEN").map(Secret::new),
+            open_admin: false,
             wechat,
             vonage,
             relay,

@@ -45,7 +45,8 @@ pub async fn run(listen: &str, once: bool, shutdown: impl std::future::Future<Ou
         ("VONAGE_PRIVATE_KEY", private_pem),
         ("VONAGE_API_BASE", vonage_base),
     ];
-    let config = Config::from_lookup(|key| settings.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()))?;
+    let mut config = Config::from_lookup(|key| settings.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()))?;
+    config.open_admin = true;
     let app = Application::build(config, WorkerMode::Background).await?;
     let address = format!("http://127.0.0.1:{}", app.port());
     let store = app.store().clone();

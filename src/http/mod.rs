@@ -1,6 +1,7 @@
 //! The HTTP surface: WeChat's webhook and Vonage's RTC webhook (and the reference integration's
 //! `/weChatEvent` and `/rtcEvent` aliases), health checks. `router` builds it all from `AppState`, so tests can serve it on any port.
 
+pub mod admin;
 pub mod media;
 pub mod vonage;
 pub mod wechat;
@@ -30,6 +31,7 @@ pub struct AppState {
     /// Signs media links; present when BRIDGE_PUBLIC_URL is set.
     pub media_links: Option<Arc<media::MediaLinks>>,
     pub wechat_client: Arc<crate::wechat::client::WeChatClient>,
+    pub admin: admin::AdminAccess,
     /// Wakes the outbox worker when a message was stored.
     pub wake: Arc<Notify>,
 }
@@ -37,7 +39,14 @@ pub struct AppState {
 /// All routes.
 pub fn router(state: AppState) -> Router {
     let wechat_routes = get(wechat::verify_wechat_url).post(wechat::receive_wechat_push);
+    let api = Router::new()
+        .route("/conversations", get(admin::list_conversations))
+        .route("/messages", get(admin::list_messages))
+        .route("/messages/{id}", get(admin::get_message))
+        .route("/messages/{id}/retry", post(admin::retry_message))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::require_admin));
     Router::new()
+        .nest("/api", api)
         .route("/webhooks/wechat", wechat_routes.clone())
         .route("/weChatEvent", wechat_routes)
         .route("/webhooks/vonage/rtc", post(vonage::receive_rtc_event))

@@ -3,6 +3,7 @@
 //! The accept path writes contact, message and job in ONE transaction before the webhook answers
 //! (DESIGN.md "Flow and guarantees" 1); workers claim jobs with a lease (3). All times are Unix ms.
 
+mod admin;
 mod jobs;
 mod media;
 mod tokens;
@@ -15,6 +16,7 @@ use sqlx::Row;
 
 use crate::relay::message::Contact;
 
+pub use admin::{ConversationSummary, MessageFilter};
 pub use jobs::{ClaimedJob, JobKind, Lane};
 
 /// Why the store could not do what was asked.
@@ -52,7 +54,7 @@ pub struct NewMessage<'a> {
 }
 
 /// A stored message, as the admin API and tests see it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MessageRecord {
     pub id: String,
     pub contact_id: i64,
@@ -292,11 +294,12 @@ macro_rules! select_messages {
         )
     };
 }
+pub(crate) use select_messages;
 const MESSAGE_BY_ID: &str = select_messages!("WHERE id = ?");
 const MESSAGES_BY_STATUS: &str =
     select_messages!("WHERE (?1 IS NULL OR status = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2");
 
-fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> MessageRecord {
+pub(crate) fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> MessageRecord {
     MessageRecord {
         id: row.get(0),
         contact_id: row.get(1),

@@ -1,6 +1,7 @@
 //! Black-box tests: the real application on a random port against the built-in simulators.
 //! One test binary (zero-to-production's layout): one link step, fast CI.
 
+mod admin;
 mod cli;
 mod config;
 mod delivery;

@@ -1,0 +1,83 @@
+//! Read models for the admin API: contacts with their message counts, filtered message logs.
+
+use sqlx::Row;
+
+use super::{MessageRecord, Store, StoreError, message_from_row};
+
+/// A contact as the admin API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConversationSummary {
+    pub contact_id: i64,
+    pub openid: String,
+    pub account: String,
+    pub vonage_user_id: Option<String>,
+    pub vonage_conversation_id: Option<String>,
+    pub vonage_member_id: Option<String>,
+    pub last_inbound_at: Option<i64>,
+    pub window_sends: i64,
+    pub messages: i64,
+    pub failed: i64,
+    pub last_message_at: Option<i64>,
+}
+
+/// Which messages to list; `None` means any.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct MessageFilter {
+    pub direction: Option<String>,
+    pub status: Option<String>,
+    pub contact_id: Option<i64>,
+    /// Unix ms, inclusive.
+    pub since: Option<i64>,
+    /// Unix ms, exclusive.
+    pub until: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+impl Store {
+    /// Contacts, most recently active first.
+    pub async fn conversations(&self, limit: i64) -> Result<Vec<ConversationSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.channel_id, c.account, c.platform_user_id, c.platform_conversation_id, c.platform_member_id,
+                    c.last_inbound_at, c.window_sends, COUNT(m.id), COALESCE(SUM(m.status = 'failed'), 0), MAX(m.created_at)
+             FROM contacts c LEFT JOIN messages m ON m.contact_id = c.id
+             GROUP BY c.id ORDER BY MAX(m.created_at) DESC, c.id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ConversationSummary {
+                contact_id: r.get(0),
+                openid: r.get(1),
+                account: r.get(2),
+                vonage_user_id: r.get(3),
+                vonage_conversation_id: r.get(4),
+                vonage_member_id: r.get(5),
+                last_inbound_at: r.get(6),
+                window_sends: r.get(7),
+                messages: r.get(8),
+                failed: r.get(9),
+                last_message_at: r.get(10),
+            })
+            .collect())
+    }
+
+    /// Messages matching `filter`, newest first (at most 500).
+    pub async fn filtered_messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>, StoreError> {
+        let rows = sqlx::query(super::select_messages!(
+            "WHERE (?1 IS NULL OR direction = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR contact_id = ?3)
+               AND (?4 IS NULL OR created_at >= ?4) AND (?5 IS NULL OR created_at < ?5)
+             ORDER BY created_at DESC, id DESC LIMIT ?6"
+        ))
+        .bind(&filter.direction)
+        .bind(&filter.status)
+        .bind(filter.contact_id)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.limit.unwrap_or(100).clamp(1, 500))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(message_from_row).collect())
+    }
+}

@@ -1,0 +1,67 @@
+//! The admin API: closed without a token, bearer-protected with one; failed messages are
+//! visible and can be retried.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use wechat_bridge::app::WorkerMode;
+use wechat_bridge::sim::wechat::PushMode;
+
+use crate::helpers::*;
+
+const ADMIN: &str = "admin-token-for-tests";
+
+async fn api(app: &TestApp, method: reqwest::Method, path: &str, token: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::Client::new().request(method, format!("{}/api{path}", app.address));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn without_a_configured_token_the_api_does_not_exist() {
+    let app = spawn_app_with(WorkerMode::Manual, |_| {}).await;
+    assert_eq!(api(&app, reqwest::Method::GET, "/messages", None).await.0, 404);
+    assert_eq!(api(&app, reqwest::Method::GET, "/conversations", Some("anything")).await.0, 404);
+}
+
+#[tokio::test]
+async fn the_token_is_required_and_failed_messages_can_be_retried() {
+    let app = spawn_app_with(WorkerMode::Background, |s| {
+        s.insert("BRIDGE_ADMIN_TOKEN".into(), ADMIN.into());
+    })
+    .await;
+    assert_eq!(api(&app, reqwest::Method::GET, "/messages", None).await.0, 401);
+    assert_eq!(api(&app, reqwest::Method::GET, "/messages", Some("wrong")).await.0, 401);
+
+    app.vonage.fail_next(1, 400, None);
+    app.push(&app.wechat.text("o_admin", "will fail once"), PushMode::Plain).await;
+    wait_for("a failed message", Duration::from_secs(10), || async {
+        api(&app, reqwest::Method::GET, "/messages?status=failed", Some(ADMIN)).await.1["messages"].as_array().is_some_and(|m| m.len() == 1)
+    })
+    .await;
+    let (_, failed) = api(&app, reqwest::Method::GET, "/messages?status=failed&direction=inbound", Some(ADMIN)).await;
+    let message = &failed["messages"][0];
+    assert_eq!(message["payload"]["content"], "will fail once");
+    assert!(message["last_error"].as_str().unwrap().contains("400"));
+    let id = message["id"].as_str().unwrap().to_string();
+
+    let (status, body) = api(&app, reqwest::Method::POST, &format!("/messages/{id}/retry"), Some(ADMIN)).await;
+    assert_eq!((status, body["retried"].clone()), (200, Value::Bool(true)));
+    wait_for("delivered after retry", Duration::from_secs(10), || async {
+        api(&app, reqwest::Method::GET, &format!("/messages/{id}"), Some(ADMIN)).await.1["status"] == "delivered"
+    })
+    .await;
+    assert_eq!(api(&app, reqwest::Method::POST, &format!("/messages/{id}/retry"), Some(ADMIN)).await.0, 409);
+    assert_eq!(api(&app, reqwest::Method::POST, "/messages/nope/retry", Some(ADMIN)).await.0, 404);
+    assert_eq!(app.wechat_events().len(), 1);
+
+    let (_, conversations) = api(&app, reqwest::Method::GET, "/conversations", Some(ADMIN)).await;
+    let row = &conversations["conversations"][0];
+    assert_eq!(row["openid"], "o_admin");
+    assert_eq!(row["vonage_conversation_id"], app.wechat_events()[0].0.as_str());
+    assert_eq!((row["messages"].as_i64(), row["failed"].as_i64()), (Some(1), Some(0)));
+}
