@@ -81,9 +81,17 @@ impl Application {
             (None, false) => AdminAccess::Closed,
         };
         let wake = Arc::new(Notify::new());
-        let worker = Arc::new(Worker::new(store.clone(), Arc::new(platform), Arc::new(channel), config.relay.clone(), wake.clone()));
+        let (changes, _) = tokio::sync::broadcast::channel(1024);
+        let worker = Arc::new(Worker::new(
+            store.clone(),
+            Arc::new(platform),
+            Arc::new(channel),
+            config.relay.clone(),
+            wake.clone(),
+            changes.clone(),
+        ));
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
-        Ok(Self { listener, state: AppState { store, wechat, vonage, media_links, wechat_client, admin, wake }, worker, mode })
+        Ok(Self { listener, state: AppState { store, wechat, vonage, media_links, wechat_client, admin, changes, demo: None, wake }, worker, mode })
     }
 
     /// The port actually bound (useful with port 0).
@@ -93,6 +101,11 @@ impl Application {
 
     pub fn store(&self) -> &Store {
         &self.state.store
+    }
+
+    /// Enables the demo-only console routes (`demo` sets this).
+    pub fn set_demo(&mut self, hooks: crate::http::console::DemoHooks) {
+        self.state.demo = Some(Arc::new(hooks));
     }
 
     /// The worker, for callers that drive it step by step (`WorkerMode::Manual`).

@@ -8,14 +8,18 @@ use tokio::net::TcpListener;
 
 use crate::app::{Application, WorkerMode};
 use crate::config::Config;
+use crate::http::console::DemoHooks;
+use crate::store::Store;
 use crate::sim::vonage::{VonageSim, VonageSimConfig};
 use crate::sim::wechat::{PushMode, WeChatSim, WeChatSimConfig};
 use crate::wechat::message::{Body, Event, Push};
 
 const APP_ID: &str = "wxdemo0000000000";
 const ACCOUNT: &str = "gh_demo_account";
+const SIGNATURE_SECRET: &str = "demo-signature-secret";
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const USER: &str = "o_demo_customer_0001";
+const USER_2: &str = "o_demo_customer_0002";
 
 /// Runs the demo. With `once`, returns after the exchange (an error if a step failed);
 /// otherwise keeps serving on `listen` until `shutdown` resolves.
@@ -28,7 +32,7 @@ pub async fn run(listen: &str, once: bool, shutdown: impl std::future::Future<Ou
         encoding_aes_key: Some(AES_KEY.into()),
         account: ACCOUNT.into(),
     });
-    let vonage = VonageSim::new(VonageSimConfig::new("demo-application", public_pem));
+    let vonage = VonageSim::new(VonageSimConfig { signature_secret: Some(SIGNATURE_SECRET.into()), ..VonageSimConfig::new("demo-application", public_pem) });
     let wechat_base = serve(wechat.router()).await?;
     let vonage_base = serve(vonage.router()).await?;
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
@@ -44,30 +48,35 @@ pub async fn run(listen: &str, once: bool, shutdown: impl std::future::Future<Ou
         ("VONAGE_APPLICATION_ID", "demo-application".into()),
         ("VONAGE_PRIVATE_KEY", private_pem),
         ("VONAGE_API_BASE", vonage_base),
+        ("VONAGE_SIGNATURE_SECRET", SIGNATURE_SECRET.into()),
+        ("BRIDGE_RETRY_BASE_MS", "200".into()),
     ];
     let mut config = Config::from_lookup(|key| settings.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()))?;
     config.open_admin = true;
-    let app = Application::build(config, WorkerMode::Background).await?;
+    let mut app = Application::build(config, WorkerMode::Background).await?;
     let address = format!("http://127.0.0.1:{}", app.port());
+    app.set_demo(DemoHooks { wechat: wechat.clone(), vonage: vonage.clone(), webhook_url: format!("{address}/webhooks/wechat") });
     let store = app.store().clone();
+    // Vonage delivers every conversation event to the bridge's RTC webhook, signed.
+    vonage.set_rtc_event_url(Some(format!("{address}/webhooks/vonage/rtc")));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = stop_rx.await;
     }));
 
     println!("wechat-bridge demo: bridge on {address}, database {}", db.display());
-    println!("WeChat user {USER} writes to Official Account {ACCOUNT} (safe mode, AES)\n");
+    println!("WeChat users write to Official Account {ACCOUNT} (safe mode, AES); an agent answers on Vonage.\n");
     let webhook = format!("{address}/webhooks/wechat");
+    let mut failures = Vec::new();
+
+    // Inbound: a user follows, writes, sends a photo.
     let media_id = wechat.add_media("image/png", vec![0x89, b'P', b'N', b'G']);
     let script: Vec<(&str, Push)> = vec![
-        ("follows the account", push(&wechat, Body::Event(Event::Subscribe { event_key: None, ticket: None }))),
+        ("follows the account", push(USER, Body::Event(Event::Subscribe { event_key: None, ticket: None }))),
         ("writes", wechat.text(USER, "你好! Is my order on its way?")),
-        (
-            "sends a photo",
-            push(&wechat, Body::Image { pic_url: "http://mmbiz.example/order.png".into(), media_id, msg_id: wechat.next_msg_id() }),
-        ),
+        ("sends a photo", push(USER, Body::Image { pic_url: "http://mmbiz.example/order.png".into(), media_id, msg_id: wechat.next_msg_id() })),
+        ("writes", wechat.text(USER_2, "Can I change my address?")),
     ];
-    let mut failures = Vec::new();
     for (what, push) in &script {
         let started = Instant::now();
         let reply = wechat.push(&webhook, push, PushMode::Safe).await.context("the bridge did not answer")?;
@@ -77,19 +86,54 @@ pub async fn run(listen: &str, once: bool, shutdown: impl std::future::Future<Ou
             continue;
         }
         let key = push.dedup_key();
-        let delivered = wait_delivered(&store, &key).await;
-        match delivered {
-            Some((content, conv, event_id)) => println!(
-                "  WeChat → Vonage  {USER} {what}: {content:?}\n                   answered `success` in {} ms, event {event_id} in {conv} after {} ms  ✓ delivered",
-                acked.as_millis(),
-                started.elapsed().as_millis()
-            ),
+        match wait_message(&store, |m| m.external_id == key && m.status != "stored").await {
+            Some(m) => {
+                let payload: serde_json::Value = serde_json::from_str(&m.payload).unwrap_or_default();
+                println!(
+                    "  WeChat → Vonage  {} {what}: {:?}\n                   `success` in {} ms · {} in {} ms · Vonage event {}",
+                    push.from_user_name, payload["content"].as_str().unwrap_or_default(), acked.as_millis(),
+                    tick(&m.status), m.delivered_at.unwrap_or(m.created_at) - m.created_at, m.platform_event_id.as_deref().unwrap_or("-")
+                );
+                if m.status != "delivered" {
+                    failures.push(format!("'{what}' was not delivered: {:?}", m.last_error));
+                }
+            }
             None => failures.push(format!("'{what}' was not delivered to Vonage within 10 s")),
         }
     }
-    println!("\nVonage now holds {} user(s), {} conversation(s), {} custom:wechat:message event(s).",
-        vonage.users().len(), vonage.conversations().len(),
-        vonage.all_events().iter().filter(|(_, e)| e["type"] == "custom:wechat:message").count());
+
+    // Outbound: the agent answers both ways a Vonage client can; one reply is too late.
+    wechat.close_window(USER_2); // as if USER_2's last message were more than 48 hours old
+    let replies = [
+        (USER, "custom", "Yes! It ships today.", true),
+        (USER, "message", "(from a plain Vonage client) Tracking: SF123456789", true),
+        (USER_2, "custom", "Sure, which address?", false),
+    ];
+    for (openid, via, text, should_deliver) in replies {
+        let started = Instant::now();
+        let kind = if via == "custom" { "custom:wechat:message" } else { "message event" };
+        match agent_says(&store, &vonage, openid, via, text).await {
+            Err(e) => failures.push(format!("agent could not write to {openid}: {e}")),
+            Ok(key) => match wait_message(&store, |m| m.external_id == key && m.status != "stored").await {
+                Some(m) => {
+                    let error = m.error_code.as_deref().map(|c| format!(" ({c}: {})", m.last_error.clone().unwrap_or_default())).unwrap_or_default();
+                    println!(
+                        "  Vonage → WeChat  agent → {openid} via {kind}: {text:?}\n                   {} in {} ms{error}",
+                        tick(&m.status), started.elapsed().as_millis()
+                    );
+                    if (m.status == "delivered") != should_deliver {
+                        failures.push(format!("reply to {openid} ended {} (expected {})", m.status, if should_deliver { "delivered" } else { "failed" }));
+                    }
+                }
+                None => failures.push(format!("reply to {openid} had no outcome within 10 s")),
+            },
+        }
+    }
+    let statuses = vonage.all_events().iter().filter(|(_, e)| e["type"] == "custom:wechat:status").count();
+    println!(
+        "\nVonage holds {} conversations; WeChat received {} customer-service messages; {statuses} status events went back.",
+        vonage.conversations().len(), wechat.sent().len()
+    );
 
     if once || !failures.is_empty() {
         let _ = stop_tx.send(());
@@ -100,15 +144,38 @@ pub async fn run(listen: &str, once: bool, shutdown: impl std::future::Future<Ou
         println!("demo finished: every step succeeded");
         return Ok(());
     }
-    println!("\nThe bridge keeps serving on {address} (Ctrl-C to stop).");
+    println!("\nConsole: {address}/  (play the WeChat user and the agent in the Demo tab; Ctrl-C to stop)");
     shutdown.await;
     let _ = stop_tx.send(());
     let _ = server.await;
     Ok(())
 }
 
-fn push(_wechat: &WeChatSim, body: Body) -> Push {
-    Push { to_user_name: ACCOUNT.into(), from_user_name: USER.into(), create_time: crate::store::now_ms() / 1000, body }
+fn push(openid: &str, body: Body) -> Push {
+    Push { to_user_name: ACCOUNT.into(), from_user_name: openid.into(), create_time: crate::store::now_ms() / 1000, body }
+}
+
+fn tick(status: &str) -> &'static str {
+    match status {
+        "delivered" => "✓ delivered",
+        "failed" => "✕ failed",
+        _ => "○ stored",
+    }
+}
+
+/// An agent writes to `openid`'s conversation; returns the dedup key of the resulting message.
+async fn agent_says(store: &Store, vonage: &VonageSim, openid: &str, via: &str, text: &str) -> anyhow::Result<String> {
+    let contact = store.contact_by_channel_id("wechat", openid).await?.context("unknown user")?;
+    let conversation = contact.platform_conversation_id.context("no conversation yet")?;
+    let agent = vonage.create_agent("demo_agent", &conversation);
+    let event = if via == "custom" {
+        serde_json::json!({"type": "custom:wechat:message", "from": agent,
+            "body": {"to": openid, "from": "demo_agent", "content": text, "direction": "outbound"}})
+    } else {
+        serde_json::json!({"type": "message", "from": agent, "body": {"message_type": "text", "text": text}})
+    };
+    let created = vonage.post_event_as_client(&conversation, event).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(format!("{conversation}:{}", created["id"]))
 }
 
 async fn serve(router: axum::Router) -> anyhow::Result<String> {
@@ -118,20 +185,13 @@ async fn serve(router: axum::Router) -> anyhow::Result<String> {
     Ok(format!("http://{addr}"))
 }
 
-/// Waits until the message stored under `dedup_key` is delivered; returns its content,
-/// conversation and Vonage event id.
-async fn wait_delivered(store: &crate::store::Store, dedup_key: &str) -> Option<(String, String, String)> {
+/// Waits (up to 10 s) for a message matching `done`.
+async fn wait_message(store: &Store, done: impl Fn(&crate::store::MessageRecord) -> bool) -> Option<crate::store::MessageRecord> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if let Ok(messages) = store.messages(Some("delivered"), 100).await {
-            if let Some(m) = messages.iter().find(|m| m.external_id == dedup_key) {
-                let payload: serde_json::Value = serde_json::from_str(&m.payload).ok()?;
-                let contact = store.contact(m.contact_id).await.ok()?;
-                return Some((
-                    payload["content"].as_str().unwrap_or_default().to_string(),
-                    contact.platform_conversation_id.unwrap_or_default(),
-                    m.platform_event_id.clone().unwrap_or_default(),
-                ));
+        if let Ok(messages) = store.messages(None, 200).await {
+            if let Some(m) = messages.into_iter().find(|m| done(m)) {
+                return Some(m);
             }
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -30,12 +30,17 @@ pub async fn require_admin(State(state): State<AppState>, request: Request, next
         AdminAccess::Open => next.run(request).await,
         AdminAccess::Closed => StatusCode::NOT_FOUND.into_response(),
         AdminAccess::Token(token) => {
-            let given = request
+            // EventSource cannot send headers: the live stream may carry `?token=` instead.
+            let from_query = request.uri().query().and_then(|q| {
+                q.split('&').find_map(|pair| pair.strip_prefix("token=")).map(|t| t.to_string())
+            });
+            let from_header = request
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or("");
+                .map(str::to_string);
+            let given = from_header.or(from_query).unwrap_or_default();
             if bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
                 next.run(request).await
             } else {
@@ -95,9 +100,59 @@ pub async fn retry_message(State(state): State<AppState>, Path(id): Path<String>
     match state.store.retry_message(&id).await {
         Ok(true) => {
             state.wake.notify_one();
+            let _ = state.changes.send(id.clone());
             Json(json!({"id": id, "status": "stored", "retried": true})).into_response()
         }
         Ok(false) => (StatusCode::CONFLICT, Json(json!({"error": "nothing to retry"}))).into_response(),
         Err(e) => unavailable(e),
     }
+}
+
+/// `GET /api/health`: outbox depth, outcomes, delivery latency, token state, error counts.
+pub async fn health(State(state): State<AppState>) -> Response {
+    match state.store.health_figures().await {
+        Ok(h) => {
+            let now = crate::store::now_ms();
+            Json(json!({
+                "outbox_depth": h.outbox_depth,
+                "messages": {"stored": h.stored, "delivered": h.delivered, "failed": h.failed},
+                "latency_ms": {"p50": h.latency_p50_ms, "p95": h.latency_p95_ms, "samples": h.latency_samples},
+                "token": {"cached": h.token_expires_at.is_some_and(|t| t > now),
+                          "expires_in_secs": h.token_expires_at.map(|t| ((t - now) / 1000).max(0))},
+                "errors": h.errors.iter().map(|(code, count)| json!({"code": code, "count": count})).collect::<Vec<_>>(),
+            }))
+            .into_response()
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `GET /api/stream`: server-sent events, one `message` event per message stored or changed.
+pub async fn stream(State(state): State<AppState>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::StreamExt;
+    let changes = tokio_stream_from(state.changes.subscribe());
+    let store = state.store.clone();
+    let events = changes.then(move |id| {
+        let store = store.clone();
+        async move {
+            let message = store.message(&id).await.ok()?;
+            Event::default().event("message").json_data(message_json(message)).ok()
+        }
+    });
+    let events = events.filter_map(|e| async move { e.map(Ok::<_, std::convert::Infallible>) });
+    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// Message ids from a broadcast receiver; a lagging subscriber skips what it missed.
+fn tokio_stream_from(rx: tokio::sync::broadcast::Receiver<String>) -> impl futures_util::Stream<Item = String> {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(id) => return Some((id, rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
 }

@@ -2,6 +2,7 @@
 //! `/weChatEvent` and `/rtcEvent` aliases), health checks. `router` builds it all from `AppState`, so tests can serve it on any port.
 
 pub mod admin;
+pub mod console;
 pub mod media;
 pub mod vonage;
 pub mod wechat;
@@ -32,6 +33,10 @@ pub struct AppState {
     pub media_links: Option<Arc<media::MediaLinks>>,
     pub wechat_client: Arc<crate::wechat::client::WeChatClient>,
     pub admin: admin::AdminAccess,
+    /// Ids of messages stored or changed, for the console's live stream.
+    pub changes: tokio::sync::broadcast::Sender<String>,
+    /// The simulators, when running as `demo`.
+    pub demo: Option<Arc<console::DemoHooks>>,
     /// Wakes the outbox worker when a message was stored.
     pub wake: Arc<Notify>,
 }
@@ -44,9 +49,18 @@ pub fn router(state: AppState) -> Router {
         .route("/messages", get(admin::list_messages))
         .route("/messages/{id}", get(admin::get_message))
         .route("/messages/{id}/retry", post(admin::retry_message))
+        .route("/health", get(admin::health))
+        .route("/stream", get(admin::stream))
+        .route("/demo/wechat", post(console::demo_wechat))
+        .route("/demo/agent", post(console::demo_agent))
+        .route("/demo/close-window", post(console::demo_close_window))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::require_admin));
     Router::new()
         .nest("/api", api)
+        .route("/api/session", get(console::session))
+        .route("/", get(console::index))
+        .route("/app.js", get(console::app_js))
+        .route("/style.css", get(console::style_css))
         .route("/webhooks/wechat", wechat_routes.clone())
         .route("/weChatEvent", wechat_routes)
         .route("/webhooks/vonage/rtc", post(vonage::receive_rtc_event))

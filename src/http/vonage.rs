@@ -89,7 +89,10 @@ pub async fn receive_rtc_event(State(state): State<AppState>, headers: HeaderMap
     match outbound::accept(&state.store, &state.wake, "wechat", "vonage", &contact, &request.conversation_id, &request.event_id, request.message)
         .await?
     {
-        Accepted::New(id) => tracing::info!(message = %id, event = %request.event_id, "outbound message stored"),
+        Accepted::New(id) => {
+            tracing::info!(message = %id, event = %request.event_id, "outbound message stored");
+            let _ = state.changes.send(id);
+        }
         Accepted::Duplicate(id) => tracing::info!(message = %id, "redelivered rtc event ignored"),
     }
     Ok((StatusCode::OK, "stored").into_response())

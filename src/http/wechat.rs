@@ -150,7 +150,10 @@ pub async fn receive_wechat_push(
     }
     let dedup_key = push.dedup_key();
     match inbound::accept(&state.store, &state.wake, "wechat", &dedup_key, &inbound_msg).await? {
-        Accepted::New(id) => tracing::info!(message = %id, msgtype = %inbound_msg.msg_type, "wechat push stored"),
+        Accepted::New(id) => {
+            tracing::info!(message = %id, msgtype = %inbound_msg.msg_type, "wechat push stored");
+            let _ = state.changes.send(id);
+        }
         Accepted::Duplicate(id) => tracing::info!(message = %id, "wechat retry of a stored push ignored"),
     }
     // "success" stops WeChat's retries; it never needs encryption (§3.5, §4.1).

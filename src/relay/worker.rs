@@ -21,11 +21,20 @@ pub struct Worker<P, C> {
     channel: Arc<C>,
     config: RelayConfig,
     wake: Arc<Notify>,
+    /// Told the id of every message whose state changed (the console's live stream).
+    changes: tokio::sync::broadcast::Sender<String>,
 }
 
 impl<P: Platform, C: Channel> Worker<P, C> {
-    pub fn new(store: Store, platform: Arc<P>, channel: Arc<C>, config: RelayConfig, wake: Arc<Notify>) -> Self {
-        Self { store, platform, channel, config, wake }
+    pub fn new(
+        store: Store,
+        platform: Arc<P>,
+        channel: Arc<C>,
+        config: RelayConfig,
+        wake: Arc<Notify>,
+        changes: tokio::sync::broadcast::Sender<String>,
+    ) -> Self {
+        Self { store, platform, channel, config, wake, changes }
     }
 
     /// Claims one batch of due jobs and runs them (concurrently: at most one per contact and
@@ -102,6 +111,8 @@ impl<P: Platform, C: Channel> Worker<P, C> {
                 }
             }
         }
+        // Nobody listening is fine.
+        let _ = self.changes.send(job.message_id);
         Ok(())
     }
 

@@ -81,3 +81,61 @@ impl Store {
         Ok(rows.iter().map(message_from_row).collect())
     }
 }
+
+/// Figures for the console's health page.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HealthFigures {
+    pub outbox_depth: i64,
+    pub stored: i64,
+    pub delivered: i64,
+    pub failed: i64,
+    /// Delivery latency (accepted → delivered) over the last 200 delivered messages.
+    pub latency_p50_ms: Option<i64>,
+    pub latency_p95_ms: Option<i64>,
+    pub latency_samples: usize,
+    /// The cached WeChat access token's expiry (Unix ms), if one is stored.
+    pub token_expires_at: Option<i64>,
+    /// Failed messages by remote error code.
+    pub errors: Vec<(String, i64)>,
+}
+
+impl Store {
+    pub async fn health_figures(&self) -> Result<HealthFigures, StoreError> {
+        let counts = sqlx::query(
+            "SELECT COALESCE(SUM(status = 'stored'), 0), COALESCE(SUM(status = 'delivered'), 0), COALESCE(SUM(status = 'failed'), 0) FROM messages",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        let mut latencies: Vec<i64> = sqlx::query(
+            "SELECT delivered_at - created_at FROM messages WHERE status = 'delivered' AND delivered_at IS NOT NULL
+             ORDER BY delivered_at DESC LIMIT 200",
+        )
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        latencies.sort_unstable();
+        let pct = |p: usize| (!latencies.is_empty()).then(|| latencies[(latencies.len() - 1) * p / 100]);
+        let token_expires_at = sqlx::query("SELECT MAX(expires_at) FROM access_tokens").fetch_one(self.pool()).await?.get(0);
+        let errors = sqlx::query(
+            "SELECT COALESCE(error_code, 'other'), COUNT(*) FROM messages WHERE status = 'failed' GROUP BY 1 ORDER BY 2 DESC LIMIT 20",
+        )
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+        Ok(HealthFigures {
+            outbox_depth: self.outbox_depth().await?,
+            stored: counts.get(0),
+            delivered: counts.get(1),
+            failed: counts.get(2),
+            latency_p50_ms: pct(50),
+            latency_p95_ms: pct(95),
+            latency_samples: latencies.len(),
+            token_expires_at,
+            errors,
+        })
+    }
+}

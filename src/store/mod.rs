@@ -16,7 +16,7 @@ use sqlx::Row;
 
 use crate::relay::message::Contact;
 
-pub use admin::{ConversationSummary, MessageFilter};
+pub use admin::{ConversationSummary, HealthFigures, MessageFilter};
 pub use jobs::{ClaimedJob, JobKind, Lane};
 
 /// Why the store could not do what was asked.

@@ -11,6 +11,8 @@ fn demo_once_plays_the_exchange_and_exits_zero() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(stdout.matches("✓ delivered").count(), 3, "{stdout}");
+    assert_eq!(stdout.matches("✓ delivered").count(), 6, "{stdout}");
+    assert_eq!(stdout.matches("✕ failed").count(), 1, "the reply outside the 48-hour window: {stdout}");
+    assert!(stdout.contains("45015"));
     assert!(stdout.contains("every step succeeded"));
 }
