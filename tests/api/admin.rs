@@ -65,3 +65,39 @@ async fn the_token_is_required_and_failed_messages_can_be_retried() {
     assert_eq!(row["vonage_conversation_id"], app.wechat_events()[0].0.as_str());
     assert_eq!((row["messages"].as_i64(), row["failed"].as_i64()), (Some(1), Some(0)));
 }
+
+#[tokio::test]
+async fn session_health_and_the_live_stream() {
+    let app = spawn_app_with(WorkerMode::Background, |s| {
+        s.insert("BRIDGE_ADMIN_TOKEN".into(), ADMIN.into());
+    })
+    .await;
+    let session: Value = reqwest::get(format!("{}/api/session", app.address)).await.unwrap().json().await.unwrap();
+    assert_eq!(session, serde_json::json!({"demo": false, "auth_required": true}));
+    let console = reqwest::get(format!("{}/", app.address)).await.unwrap();
+    assert_eq!(console.status(), 200);
+    assert!(console.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+
+    // The stream authenticates with ?token= (EventSource cannot send headers).
+    let unauthorized = reqwest::get(format!("{}/api/stream", app.address)).await.unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    let mut stream = reqwest::get(format!("{}/api/stream?token={ADMIN}", app.address)).await.unwrap();
+    assert_eq!(stream.status(), 200);
+    app.push(&app.wechat.text("o_live", "watch me"), PushMode::Plain).await;
+    let mut seen = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        while !(seen.contains("watch me") && seen.contains("\"delivered\"")) {
+            let chunk = stream.chunk().await.unwrap().expect("stream stays open");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "stream showed: {seen}");
+    assert!(seen.contains("event: message"));
+
+    let (status, health) = api(&app, reqwest::Method::GET, "/health", Some(ADMIN)).await;
+    assert_eq!(status, 200);
+    assert_eq!(health["messages"]["delivered"], 1);
+    assert_eq!(health["outbox_depth"], 0);
+    assert_eq!(health["latency_ms"]["samples"], 1);
+}
