@@ -109,8 +109,9 @@ function content(m) {
   return msg.content || (media ? link(media, summary) : summary);
 }
 
-const tick = (status) => h('span', { class: `tick ${status}`, title: status, 'data-status': status,
-  role: 'img', 'aria-label': status }, TICKS[status] || '?');
+// The status mark; `quiet` hides it from screen readers where the status is also written out.
+const tick = (status, quiet) => h('span', { class: `tick ${status}`, title: status, 'data-status': status,
+  role: quiet ? null : 'img', 'aria-label': quiet ? null : status, 'aria-hidden': quiet ? 'true' : null }, TICKS[status] || '?');
 const retryButton = (m) => h('button', { type: 'button', class: 'retry', 'data-id': m.id }, 'Retry');
 
 // view 'agent': customer left, agent right, ticks. view 'phone': the customer's own messages right, no ticks.
@@ -125,16 +126,18 @@ function bubble(m, view) {
   if (m.status === 'failed' && !phone) el.append(h('p', { class: 'error-text' }, errorText(m) || 'failed'), retryButton(m));
   return el;
 }
+
 const row = (m) => h('tr', { 'data-id': m.id, 'data-status': m.status, 'data-created': m.created_at, tabindex: -1 },
   h('td', { class: 'nowrap' }, timeEl(m.created_at, 'full')),
   h('td', {}, m.direction),
   h('td', { class: 'mono' }, state.convs.get(m.contact_id)?.openid ?? `#${m.contact_id}`),
   h('td', {}, m.msg_type),
   h('td', { class: 'content' }, content(m)),
-  h('td', { class: 'nowrap' }, tick(m.status), ' ', m.status),
+  h('td', { class: 'nowrap' }, tick(m.status, true), ' ', m.status),
   h('td', { class: 'num' }, m.attempts),
   h('td', { class: 'error-text' }, errorText(m)),
   h('td', {}, m.status === 'failed' ? retryButton(m) : ''));
+
 // The phone only sees the agent's messages that WeChat accepted.
 const onPhone = (m) => m.direction === 'inbound' || m.status === 'delivered';
 
