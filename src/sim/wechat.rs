@@ -110,6 +110,8 @@ impl WeChatSim {
             .route("/cgi-bin/message/custom/typing", post(typing))
             .route("/cgi-bin/media/upload", post(media_upload))
             .route("/cgi-bin/media/get", get(media_get))
+            .route("/_sim/faults", post(set_faults))
+            .route("/_sim/state", get(sim_state))
             .with_state(self.clone())
     }
 
@@ -459,4 +461,32 @@ async fn media_get(State(sim): State<WeChatSim>, Query(q): Query<TokenParam>) ->
             .into_response(),
         None => errcode(40007, "invalid media_id"),
     }
+}
+
+/// `POST /_sim/faults` for the standalone simulator: `{"fail_next": 2, "errcode": -1,
+/// "errmsg": "system error"}`, `{"down": true}`, `{"close_window": "OPENID"}`,
+/// `{"open_window": "OPENID"}`, `{"revoke_tokens": true}`.
+async fn set_faults(State(sim): State<WeChatSim>, axum::Json(f): axum::Json<Value>) -> Response {
+    if let Some(n) = f["fail_next"].as_u64() {
+        let code = f["errcode"].as_i64().unwrap_or(-1);
+        sim.fail_next(n as usize, code, f["errmsg"].as_str().unwrap_or("system error"));
+    }
+    if let Some(down) = f["down"].as_bool() {
+        sim.set_down(down);
+    }
+    if let Some(openid) = f["close_window"].as_str() {
+        sim.close_window(openid);
+    }
+    if let Some(openid) = f["open_window"].as_str() {
+        sim.touch_window(openid);
+    }
+    if f["revoke_tokens"].as_bool() == Some(true) {
+        sim.revoke_tokens();
+    }
+    ok()
+}
+
+/// `GET /_sim/state`: what the bridge sent, and how many tokens it asked for.
+async fn sim_state(State(sim): State<WeChatSim>) -> Response {
+    axum::Json(json!({"sent": sim.sent(), "token_calls": sim.token_calls(), "requests": sim.requests().len()})).into_response()
 }

@@ -201,3 +201,36 @@ async fn neither_debug_nor_errors_show_the_token_or_secret() {
     assert!(matches!(err, WeChatError::Transport(_)) && err.is_retryable(), "{err:?}");
     assert!(!err.to_string().contains(&token) && !err.to_string().contains("127.0.0.1"), "{err}");
 }
+
+#[tokio::test]
+async fn the_standalone_wechat_simulator_takes_faults_over_http() {
+    use wechat_bridge::sim::wechat::{WeChatSim, WeChatSimConfig};
+    let sim = WeChatSim::new(WeChatSimConfig {
+        app_id: APP_ID.into(),
+        app_secret: APP_SECRET.into(),
+        token: TOKEN.into(),
+        encoding_aes_key: None,
+        account: ACCOUNT.into(),
+    });
+    let base = serve(sim.router()).await;
+    let http = reqwest::Client::new();
+    let token: serde_json::Value = http
+        .post(format!("{base}/cgi-bin/stable_token"))
+        .json(&serde_json::json!({"grant_type": "client_credential", "appid": APP_ID, "secret": APP_SECRET}))
+        .send().await.unwrap().json().await.unwrap();
+    let token = token["access_token"].as_str().unwrap().to_string();
+    let send = || {
+        http.post(format!("{base}/cgi-bin/message/custom/send?access_token={token}"))
+            .json(&serde_json::json!({"touser": "o_1", "msgtype": "text", "text": {"content": "hi"}}))
+            .send()
+    };
+    http.post(format!("{base}/_sim/faults")).json(&serde_json::json!({"open_window": "o_1", "fail_next": 1, "errcode": 45009})).send().await.unwrap();
+    let first: serde_json::Value = send().await.unwrap().json().await.unwrap();
+    assert_eq!(first["errcode"], 45009);
+    let second: serde_json::Value = send().await.unwrap().json().await.unwrap();
+    assert_eq!(second["errcode"], 0);
+    http.post(format!("{base}/_sim/faults")).json(&serde_json::json!({"down": true})).send().await.unwrap();
+    assert_eq!(send().await.unwrap().status(), 503);
+    let state: serde_json::Value = reqwest::get(format!("{base}/_sim/state")).await.unwrap().json().await.unwrap();
+    assert_eq!(state["sent"].as_array().unwrap().len(), 1);
+}
