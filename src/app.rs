@@ -55,6 +55,7 @@ impl Application {
             token: config.wechat.token.expose().to_string(),
             crypto,
             max_timestamp_skew_secs: config.wechat.max_timestamp_skew_secs,
+            window_quota: config.wechat.window_quota,
         });
         let jwt = JwtMinter::new(&config.vonage.application_id, config.vonage.private_key_pem.expose())
             .context("VONAGE_PRIVATE_KEY")?;
@@ -66,7 +67,7 @@ impl Application {
         // One client for the worker and the media route: its token single-flight is per client.
         let wechat_client =
             Arc::new(WeChatClient::new(&config.wechat.api_base, &config.wechat.app_id, config.wechat.app_secret.clone(), store.clone()));
-        let channel = WeChatChannel::new(wechat_client.clone(), config.wechat.window_quota);
+        let channel = WeChatChannel::new(wechat_client.clone());
         let media_links = config
             .public_url
             .as_deref()

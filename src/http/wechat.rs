@@ -20,6 +20,8 @@ pub struct WeChatWebhook {
     pub token: String,
     pub crypto: Option<MessageCrypto>,
     pub max_timestamp_skew_secs: u64,
+    /// Replies allowed in the 48-hour window a message opens.
+    pub window_quota: u32,
 }
 
 impl std::fmt::Debug for WeChatWebhook {
@@ -149,7 +151,8 @@ pub async fn receive_wechat_push(
         }
     }
     let dedup_key = push.dedup_key();
-    match inbound::accept(&state.store, &state.wake, "wechat", &dedup_key, &inbound_msg).await? {
+    let window = crate::wechat::inbound::window_change(&push, crate::store::now_ms(), hook.window_quota as i64);
+    match inbound::accept(&state.store, &state.wake, "wechat", &dedup_key, &inbound_msg, window).await? {
         Accepted::New(id) => {
             tracing::info!(message = %id, msgtype = %inbound_msg.msg_type, "wechat push stored");
             let _ = state.changes.send(id);

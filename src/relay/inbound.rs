@@ -4,7 +4,7 @@
 use tokio::sync::Notify;
 
 use super::message::InboundMessage;
-use crate::store::{Accepted, JobKind, NewMessage, Store, StoreError};
+use crate::store::{Accepted, JobKind, NewMessage, Store, StoreError, WindowChange};
 
 /// Stores `msg` (deduplicated by `dedup_key` within `channel`) and wakes the worker.
 pub async fn accept(
@@ -13,6 +13,7 @@ pub async fn accept(
     channel: &str,
     dedup_key: &str,
     msg: &InboundMessage,
+    window: WindowChange,
 ) -> Result<Accepted, StoreError> {
     let payload = serde_json::to_string(msg).expect("inbound message serializes");
     let accepted = store
@@ -26,6 +27,7 @@ pub async fn accept(
             msg_type: &msg.msg_type,
             payload: &payload,
             kind: JobKind::DeliverInbound,
+            window,
         })
         .await?;
     if matches!(accepted, Accepted::New(_)) {

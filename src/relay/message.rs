@@ -115,8 +115,11 @@ pub struct Contact {
     pub platform_member_id: Option<String>,
     /// When the customer last wrote (Unix ms): opens the channel's reply window.
     pub last_inbound_at: Option<i64>,
-    /// Messages sent to the customer since then.
+    /// Replies sent in the current window.
     pub window_sends: i64,
+    /// Until when the channel accepts replies (Unix ms), and how many.
+    pub window_until: Option<i64>,
+    pub window_quota: Option<i64>,
 }
 
 /// A message an agent wrote on the platform, on its way to the customer on the channel.

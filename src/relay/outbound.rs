@@ -4,7 +4,7 @@
 use tokio::sync::Notify;
 
 use super::message::{Contact, OutboundMessage, OutboundRecord};
-use crate::store::{Accepted, JobKind, NewMessage, Store, StoreError};
+use crate::store::{Accepted, JobKind, NewMessage, Store, StoreError, WindowChange};
 
 /// Stores `message` for `contact` (deduplicated on `conversation_id:event_id` within `source`).
 pub async fn accept(
@@ -32,6 +32,7 @@ pub async fn accept(
             msg_type: &msg_type,
             payload: &payload,
             kind: JobKind::DeliverOutbound,
+            window: WindowChange::Keep,
         })
         .await?;
     if matches!(accepted, Accepted::New(_)) {

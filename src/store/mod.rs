@@ -51,6 +51,21 @@ pub struct NewMessage<'a> {
     pub msg_type: &'a str,
     pub payload: &'a str,
     pub kind: JobKind,
+    /// What this message does to the contact's reply window.
+    pub window: WindowChange,
+}
+
+/// How an inbound message changes the contact's reply window (the channel decides; the store
+/// records it in the accepting transaction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowChange {
+    Keep,
+    /// A new window until `until_ms` allowing `quota` replies.
+    Open { until_ms: i64, quota: i64 },
+    /// Like `Open`, unless the current window lasts longer (a click inside a 48-hour window).
+    OpenUnlessLonger { until_ms: i64, quota: i64 },
+    /// No more replies (the customer unsubscribed).
+    Close,
 }
 
 /// A stored message, as the admin API and tests see it.
@@ -130,8 +145,7 @@ impl Store {
         let contact_id: i64 = sqlx::query(
             "INSERT INTO contacts (channel, channel_id, account, created_at, last_inbound_at) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (channel, channel_id) DO UPDATE SET
-                 last_inbound_at = COALESCE(excluded.last_inbound_at, contacts.last_inbound_at),
-                 window_sends = CASE WHEN excluded.last_inbound_at IS NULL THEN contacts.window_sends ELSE 0 END
+                 last_inbound_at = COALESCE(excluded.last_inbound_at, contacts.last_inbound_at)
              RETURNING id",
         )
         .bind(m.channel)
@@ -142,6 +156,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?
         .get(0);
+        record_window(&mut tx, contact_id, m.window, now).await?;
         let id = uuid::Uuid::now_v7().to_string();
         sqlx::query(
             "INSERT INTO messages (id, contact_id, direction, source, external_id, msg_type, payload, status, created_at)
@@ -261,11 +276,39 @@ impl Store {
     }
 }
 
+/// Applies an inbound message's effect on the contact's reply window.
+async fn record_window(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    contact_id: i64,
+    change: WindowChange,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let query = match change {
+        WindowChange::Keep => return Ok(()),
+        WindowChange::Open { until_ms, quota } => {
+            sqlx::query("UPDATE contacts SET window_until = ?, window_quota = ?, window_sends = 0 WHERE id = ?")
+                .bind(until_ms)
+                .bind(quota)
+                .bind(contact_id)
+        }
+        WindowChange::OpenUnlessLonger { until_ms, quota } => sqlx::query(
+            "UPDATE contacts SET window_until = ?1, window_quota = ?2, window_sends = 0
+             WHERE id = ?3 AND COALESCE(window_until, 0) < ?1",
+        )
+        .bind(until_ms)
+        .bind(quota)
+        .bind(contact_id),
+        WindowChange::Close => sqlx::query("UPDATE contacts SET window_until = ? WHERE id = ?").bind(now).bind(contact_id),
+    };
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
 macro_rules! select_contacts {
     ($rest:literal) => {
         concat!(
             "SELECT id, channel_id, account, platform_user_id, platform_conversation_id, platform_member_id, \
-             last_inbound_at, window_sends FROM contacts ",
+             last_inbound_at, window_sends, window_until, window_quota FROM contacts ",
             $rest
         )
     };
@@ -282,6 +325,8 @@ fn contact_from_row(row: &sqlx::sqlite::SqliteRow) -> Contact {
         platform_member_id: row.get(5),
         last_inbound_at: row.get(6),
         window_sends: row.get(7),
+        window_until: row.get(8),
+        window_quota: row.get(9),
     }
 }
 

@@ -2,7 +2,6 @@
 //! (`wechat-api.md` §6), inside the 48-hour window and its quota, long texts split in order.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -12,8 +11,6 @@ use crate::relay::{Channel, DeliveryError};
 
 /// WeChat refuses texts over 2,048 bytes with 45002 (§6.2).
 pub const MAX_TEXT_BYTES: usize = 2048;
-/// Customer-service messages are allowed for 48 hours after the user's last message (§6.2).
-pub const REPLY_WINDOW: Duration = Duration::from_secs(48 * 3600);
 /// Media downloaded from an agent's URL is capped at WeChat's largest upload (10 MB, §7.1).
 const MAX_MEDIA_BYTES: usize = 10 << 20;
 
@@ -21,13 +18,11 @@ const MAX_MEDIA_BYTES: usize = 10 << 20;
 #[derive(Debug)]
 pub struct WeChatChannel {
     client: Arc<WeChatClient>,
-    /// Messages allowed per window (5 today, 20 before 2021: §6.2; configurable).
-    window_quota: u32,
 }
 
 impl WeChatChannel {
-    pub fn new(client: Arc<WeChatClient>, window_quota: u32) -> Self {
-        Self { client, window_quota }
+    pub fn new(client: Arc<WeChatClient>) -> Self {
+        Self { client }
     }
 
     pub fn client(&self) -> &WeChatClient {
@@ -84,22 +79,21 @@ impl Channel for WeChatChannel {
     }
 
     fn check_window(&self, contact: &Contact, parts: usize) -> Result<(), DeliveryError> {
+        // The window was recorded as the customer's messages and events arrived (see
+        // `wechat::inbound::window_change`); failing here gives the answer WeChat would (45015,
+        // 45047) without spending a call on it.
         let now = crate::store::now_ms();
-        let open = contact.last_inbound_at.is_some_and(|t| now - t < REPLY_WINDOW.as_millis() as i64);
-        if !open {
-            // The same answer WeChat would give (45015), without spending a call on it.
+        if contact.window_until.is_none_or(|until| until <= now) {
             return Err(DeliveryError::Permanent {
                 code: Some("45015".into()),
-                reason: "outside the 48-hour window: the customer has not written in the last 48 hours".into(),
+                reason: "outside the reply window: the customer has not written in the last 48 hours (or unsubscribed)".into(),
             });
         }
-        if contact.window_sends + parts as i64 > self.window_quota as i64 {
+        let quota = contact.window_quota.unwrap_or(0);
+        if contact.window_sends + parts as i64 > quota {
             return Err(DeliveryError::Permanent {
                 code: Some("45047".into()),
-                reason: format!(
-                    "reply quota used up: {} of {} messages sent since the customer last wrote",
-                    contact.window_sends, self.window_quota
-                ),
+                reason: format!("reply quota used up: {} of {quota} replies sent in this window", contact.window_sends),
             });
         }
         Ok(())
@@ -151,12 +145,13 @@ mod tests {
     use crate::config::Secret;
     use crate::store::{Store, now_ms};
 
-    async fn channel(quota: u32) -> WeChatChannel {
+    async fn channel() -> WeChatChannel {
         let store = Store::connect("sqlite::memory:").await.unwrap();
-        WeChatChannel::new(Arc::new(WeChatClient::new("http://127.0.0.1:9", "wx", Secret::new("s"), store)), quota)
+        WeChatChannel::new(Arc::new(WeChatClient::new("http://127.0.0.1:9", "wx", Secret::new("s"), store)))
     }
 
-    fn contact(last_inbound_at: Option<i64>, window_sends: i64) -> Contact {
+    /// A contact whose window ends at `window_until` (5 replies allowed).
+    fn contact(window_until: Option<i64>, window_sends: i64) -> Contact {
         Contact {
             id: 1,
             channel_id: "o_1".into(),
@@ -164,24 +159,26 @@ mod tests {
             platform_user_id: None,
             platform_conversation_id: None,
             platform_member_id: None,
-            last_inbound_at,
+            last_inbound_at: None,
             window_sends,
+            window_until,
+            window_quota: Some(5),
         }
     }
 
     #[tokio::test]
     async fn the_window_and_quota_fail_early_with_wechats_codes() {
-        let ch = channel(5).await;
+        let ch = channel().await;
         let hour = 3_600_000;
-        assert_eq!(ch.check_window(&contact(Some(now_ms() - hour), 0), 1), Ok(()));
+        assert_eq!(ch.check_window(&contact(Some(now_ms() + hour), 0), 1), Ok(()));
         let code = |r: Result<(), DeliveryError>| match r {
             Err(DeliveryError::Permanent { code, .. }) => code,
             other => panic!("{other:?}"),
         };
-        assert_eq!(code(ch.check_window(&contact(Some(now_ms() - 49 * hour), 0), 1)).as_deref(), Some("45015"));
+        assert_eq!(code(ch.check_window(&contact(Some(now_ms() - 1), 0), 1)).as_deref(), Some("45015"));
         assert_eq!(code(ch.check_window(&contact(None, 0), 1)).as_deref(), Some("45015"));
-        assert_eq!(code(ch.check_window(&contact(Some(now_ms()), 4), 2)).as_deref(), Some("45047"));
-        assert_eq!(ch.check_window(&contact(Some(now_ms()), 4), 1), Ok(()));
+        assert_eq!(code(ch.check_window(&contact(Some(now_ms() + hour), 4), 2)).as_deref(), Some("45047"));
+        assert_eq!(ch.check_window(&contact(Some(now_ms() + hour), 4), 1), Ok(()));
     }
 
     #[test]

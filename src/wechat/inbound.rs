@@ -2,7 +2,33 @@
 //! plain client shows something for every type) and the typed extras of DESIGN.md's event body.
 
 use crate::relay::message::{EventInfo, FileInfo, InboundMessage, Link, Location, Media};
+use crate::store::WindowChange;
 use crate::wechat::message::{Body, Event, Push};
+
+/// A message opens the customer-service window for 48 hours (`wechat-api.md` §6.2).
+const MESSAGE_WINDOW_MS: i64 = 48 * 3600 * 1000;
+/// A follow, QR scan or menu click opens it for 1 minute and 3 replies (§6.2).
+const INTERACTION_WINDOW_MS: i64 = 60 * 1000;
+const INTERACTION_QUOTA: i64 = 3;
+
+/// What `push` does to the reply window, by WeChat's rules (§6.2): a message opens 48 hours
+/// with `message_quota` replies; a follow, scan or the menu clicks that count (click and the
+/// scan-code pushes) open 1 minute with 3, unless a longer window is open; unsubscribing closes
+/// it; other events (location reports, link views, job reports) change nothing.
+pub fn window_change(push: &Push, now_ms: i64, message_quota: i64) -> WindowChange {
+    let interaction = WindowChange::OpenUnlessLonger { until_ms: now_ms + INTERACTION_WINDOW_MS, quota: INTERACTION_QUOTA };
+    match &push.body {
+        Body::Event(Event::Subscribe { .. } | Event::Scan { .. } | Event::Click { .. }) => interaction,
+        Body::Event(Event::Other { event, .. })
+            if event.eq_ignore_ascii_case("scancode_push") || event.eq_ignore_ascii_case("scancode_waitmsg") =>
+        {
+            interaction
+        }
+        Body::Event(Event::Unsubscribe) => WindowChange::Close,
+        Body::Event(_) => WindowChange::Keep,
+        _ => WindowChange::Open { until_ms: now_ms + MESSAGE_WINDOW_MS, quota: message_quota },
+    }
+}
 
 /// Converts a parsed push.
 pub fn to_inbound(push: &Push) -> InboundMessage {
@@ -125,6 +151,22 @@ mod tests {
         to_inbound(&parse(&format!(
             "<xml><ToUserName><![CDATA[gh_a]]></ToUserName><FromUserName><![CDATA[o_1]]></FromUserName><CreateTime>1700000000</CreateTime>{rest}</xml>"
         )).unwrap())
+    }
+
+    #[test]
+    fn messages_follows_clicks_and_unsubscribes_change_the_window_as_wechat_does() {
+        let at = |rest: &str| window_change(&parse(&format!(
+            "<xml><ToUserName>gh</ToUserName><FromUserName>o</FromUserName><CreateTime>1</CreateTime>{rest}</xml>"
+        )).unwrap(), 1_000, 5);
+        assert_eq!(at("<MsgType>text</MsgType><Content>x</Content><MsgId>1</MsgId>"), WindowChange::Open { until_ms: 1_000 + MESSAGE_WINDOW_MS, quota: 5 });
+        let minute = WindowChange::OpenUnlessLonger { until_ms: 61_000, quota: 3 };
+        assert_eq!(at("<MsgType>event</MsgType><Event>subscribe</Event>"), minute);
+        assert_eq!(at("<MsgType>event</MsgType><Event>CLICK</Event><EventKey>k</EventKey>"), minute);
+        assert_eq!(at("<MsgType>event</MsgType><Event>SCAN</Event><EventKey>k</EventKey>"), minute);
+        assert_eq!(at("<MsgType>event</MsgType><Event>scancode_push</Event><EventKey>k</EventKey>"), minute);
+        assert_eq!(at("<MsgType>event</MsgType><Event>unsubscribe</Event>"), WindowChange::Close);
+        assert_eq!(at("<MsgType>event</MsgType><Event>VIEW</Event><EventKey>u</EventKey>"), WindowChange::Keep);
+        assert_eq!(at("<MsgType>event</MsgType><Event>LOCATION</Event><Latitude>1</Latitude><Longitude>2</Longitude>"), WindowChange::Keep);
     }
 
     #[test]

@@ -243,3 +243,37 @@ async fn an_image_by_url_is_downloaded_uploaded_then_sent() {
         .send().await.unwrap().bytes().await.unwrap();
     assert_eq!(stored.to_vec(), png);
 }
+
+#[tokio::test]
+async fn a_follow_opens_a_one_minute_window_of_three_replies_and_unsubscribing_closes_it() {
+    let app = spawn_app().await;
+    let follow = wechat_bridge::wechat::message::parse(&format!(
+        "<xml><ToUserName>{ACCOUNT}</ToUserName><FromUserName>o_follow</FromUserName><CreateTime>{}</CreateTime>\
+         <MsgType>event</MsgType><Event>subscribe</Event></xml>",
+        now()
+    ))
+    .unwrap();
+    assert_eq!(app.push(&follow, PushMode::Safe).await.status, 200);
+    wait_for("the follow event", WAIT, || async { !app.wechat_events().is_empty() }).await;
+    let conv = app.wechat_events()[0].0.clone();
+    let agent = app.vonage.create_agent("agent_1", &conv);
+    for i in 0..4 {
+        agent_says(&app, &conv, &agent, json!({"content": format!("welcome {i}"), "direction": "outbound"}));
+    }
+    wait_statuses(&app, &conv, 4).await;
+    let s = statuses(&app, &conv);
+    assert_eq!(s.iter().filter(|s| s["status"] == "delivered").count(), 3, "3 replies after a follow (§6.2)");
+    assert_eq!(s.iter().find(|s| s["status"] == "failed").unwrap()["error"]["code"], "45047");
+
+    let mut unfollow = follow.clone();
+    unfollow.create_time += 1;
+    unfollow.body = wechat_bridge::wechat::message::Body::Event(wechat_bridge::wechat::message::Event::Unsubscribe);
+    assert_eq!(app.push(&unfollow, PushMode::Safe).await.status, 200);
+    wait_for("the unsubscribe event", WAIT, || async { app.wechat_events().len() >= 2 }).await;
+    let sends_before = app.wechat.requests().iter().filter(|r| *r == "/cgi-bin/message/custom/send").count();
+    agent_says(&app, &conv, &agent, json!({"content": "come back", "direction": "outbound"}));
+    wait_statuses(&app, &conv, 5).await;
+    assert_eq!(statuses(&app, &conv)[4]["error"]["code"], "45015");
+    let sends_after = app.wechat.requests().iter().filter(|r| *r == "/cgi-bin/message/custom/send").count();
+    assert_eq!(sends_before, sends_after, "a closed window fails without calling WeChat");
+}
