@@ -67,6 +67,12 @@ pub struct WeChatArgs {
     /// How pushes are sent; default: safe with --aes-key, plain without.
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
+    /// Error injection: the first N API calls answer `--errcode` (later: POST /_sim/faults).
+    #[arg(long, default_value_t = 0)]
+    pub fail_next: usize,
+    /// The errcode of injected failures (-1 system busy, 45015 window closed, 45009 quota …).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub errcode: i64,
 }
 
 /// WeChat's message encryption modes.
@@ -116,6 +122,15 @@ pub struct VonageArgs {
     /// The application id (JWT claim `application_id`).
     #[arg(long, env = "VONAGE_APPLICATION_ID", default_value = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab")]
     pub application_id: String,
+    /// Error injection: the first N API calls answer `--fail-status` (later: POST /_sim/faults).
+    #[arg(long, default_value_t = 0)]
+    pub fail_next: usize,
+    /// The HTTP status of injected failures (429 carries Retry-After: 1).
+    #[arg(long, default_value_t = 503)]
+    pub fail_status: u16,
+    /// Latency added to every API call, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
 }
 
 /// Runs the chosen simulator until `shutdown` resolves.
@@ -141,6 +156,9 @@ async fn wechat(args: WeChatArgs, shutdown: impl Future<Output = ()> + Send + 's
         encoding_aes_key: args.aes_key.clone(),
         account: args.account.clone(),
     });
+    if args.fail_next > 0 {
+        sim.fail_next(args.fail_next, args.errcode, "injected by simulate --fail-next");
+    }
     let (listener, base) = bind(&args.listen).await?;
     println!("WeChat simulator on {base} (Official Account {}, AppID {})", args.account, args.app_id);
     println!("Point the bridge at it:");
@@ -222,6 +240,12 @@ async fn vonage(args: VonageArgs, shutdown: impl Future<Output = ()> + Send + 's
     config.api_key = args.api_key.clone();
     config.api_secret = args.api_secret.clone();
     let sim = VonageSim::try_new(config).context("cannot start the Vonage simulator")?;
+    if args.fail_next > 0 {
+        sim.fail_next(args.fail_next, args.fail_status, (args.fail_status == 429).then_some(1));
+    }
+    if args.latency_ms > 0 {
+        sim.set_latency(std::time::Duration::from_millis(args.latency_ms));
+    }
     let (listener, base) = bind(&args.listen).await?;
     println!("Vonage simulator on {base} (application {})", args.application_id);
     println!("Point the bridge at it:");

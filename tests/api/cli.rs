@@ -327,3 +327,26 @@ async fn simulate_wechat_pushes_stdin_lines_to_the_bridge() {
     let event = app.wechat_events().into_iter().next().unwrap().1;
     assert_eq!(event["body"]["from"], "o_cli_user");
 }
+
+#[tokio::test]
+async fn simulate_wechat_injects_errcodes_from_its_flags() {
+    let port = free_port();
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_wechat-bridge"))
+            .args(["simulate", "wechat", "--listen", &format!("127.0.0.1:{port}"), "--fail-next", "1", "--errcode", "45009"])
+            .env_clear()
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ok(&format!("{base}/_sim/state"), &mut child.0).await;
+    let send = || reqwest::Client::new().post(format!("{base}/cgi-bin/message/custom/send?access_token=x")).body("{}").send();
+    let first: serde_json::Value = send().await.unwrap().json().await.unwrap();
+    assert_eq!(first["errcode"], 45009, "the injected failure");
+    let second: serde_json::Value = send().await.unwrap().json().await.unwrap();
+    assert_eq!(second["errcode"], 40001, "then the real check: an unknown token");
+}
