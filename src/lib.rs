@@ -38,3 +38,15 @@ pub(crate) fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// A reqwest error as text without its URL (WeChat's carry the access_token), with its causes.
+pub(crate) fn transport_error_text(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}

@@ -191,7 +191,7 @@ impl VonageClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| VonageError::Transport(describe(e)))?;
+        let response = request.send().await.map_err(|e| VonageError::Transport(crate::transport_error_text(e)))?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -199,7 +199,7 @@ impl VonageClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = response.text().await.map_err(|e| VonageError::Transport(describe(e)))?;
+        let text = response.text().await.map_err(|e| VonageError::Transport(crate::transport_error_text(e)))?;
         if status.is_success() {
             if status == StatusCode::NO_CONTENT || text.is_empty() {
                 return Ok(Value::Null);
@@ -251,15 +251,3 @@ fn relative(href: &str) -> String {
     }
 }
 
-
-/// A transport error without the URL (which never holds secrets here, but keeps logs short).
-fn describe(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else {
-        "request"
-    };
-    format!("{kind} error: {}", e.without_url())
-}

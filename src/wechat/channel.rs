@@ -25,10 +25,6 @@ impl WeChatChannel {
         Self { client }
     }
 
-    pub fn client(&self) -> &WeChatClient {
-        &self.client
-    }
-
     /// The `custom/send` body for one part (§6.3), uploading media given by URL first.
     async fn body(&self, openid: &str, msg: &OutboundMessage) -> Result<Value, DeliveryError> {
         let body = match msg.msg_type.as_str() {

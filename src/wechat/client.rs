@@ -379,14 +379,7 @@ async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<(Str
     Ok((content_type, body))
 }
 
-/// A transport error without its URL, which holds the access_token, with its causes.
+/// A transport error without its URL, which holds the access_token.
 fn transport(e: reqwest::Error) -> WeChatError {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    WeChatError::Transport(text)
+    WeChatError::Transport(crate::transport_error_text(e))
 }

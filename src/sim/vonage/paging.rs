@@ -118,7 +118,7 @@ pub(crate) fn links(base: &str, path: &str, q: &Query, next: Option<u64>) -> Val
         } else {
             let qs: Vec<String> = pairs
                 .iter()
-                .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
+                .map(|(k, v)| format!("{}={}", crate::urlencode(k), crate::urlencode(v)))
                 .collect();
             format!("{base}{path}?{}", qs.join("&"))
         }
@@ -133,19 +133,6 @@ pub(crate) fn links(base: &str, path: &str, q: &Query, next: Option<u64>) -> Val
         let mut with_next = without_cursor.clone();
         with_next.push(("cursor".to_owned(), encode_cursor(key)));
         out["next"] = json!({"href": url(&with_next)});
-    }
-    out
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub(crate) fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
     }
     out
 }
