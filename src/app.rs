@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::http::admin::AdminAccess;
@@ -15,6 +14,7 @@ use crate::http::media::MediaLinks;
 use crate::http::vonage::VonageWebhook;
 use crate::http::wechat::WeChatWebhook;
 use crate::http::{AppState, router};
+use crate::relay::Signals;
 use crate::relay::worker::Worker;
 use crate::store::Store;
 use crate::vonage::VonagePlatform;
@@ -81,18 +81,16 @@ impl Application {
             (Some(token), false) => AdminAccess::Token(token.clone()),
             (None, false) => AdminAccess::Closed,
         };
-        let wake = Arc::new(Notify::new());
-        let (changes, _) = tokio::sync::broadcast::channel(1024);
+        let signals = Signals::default();
         let worker = Arc::new(Worker::new(
             store.clone(),
             Arc::new(platform),
             Arc::new(channel),
             config.relay.clone(),
-            wake.clone(),
-            changes.clone(),
+            signals.clone(),
         ));
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
-        Ok(Self { listener, state: AppState { store, wechat, vonage, media_links, wechat_client, admin, changes, demo: None, wake }, worker, mode })
+        Ok(Self { listener, state: AppState { store, wechat, vonage, media_links, wechat_client, admin, signals, demo: None }, worker, mode })
     }
 
     /// The port actually bound (useful with port 0).

@@ -99,8 +99,7 @@ pub async fn retry_message(State(state): State<AppState>, Path(id): Path<String>
     }
     match state.store.retry_message(&id).await {
         Ok(true) => {
-            state.wake.notify_one();
-            let _ = state.changes.send(id.clone());
+            state.signals.queued(&id);
             Json(json!({"id": id, "status": "stored", "retried": true})).into_response()
         }
         Ok(false) => (StatusCode::CONFLICT, Json(json!({"error": "nothing to retry"}))).into_response(),
@@ -131,7 +130,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
 pub async fn stream(State(state): State<AppState>) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures_util::StreamExt;
-    let changes = tokio_stream_from(state.changes.subscribe());
+    let changes = tokio_stream_from(state.signals.subscribe());
     let store = state.store.clone();
     let events = changes.then(move |id| {
         let store = store.clone();

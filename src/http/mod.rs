@@ -14,7 +14,6 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use tokio::sync::Notify;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::store::Store;
@@ -33,12 +32,10 @@ pub struct AppState {
     pub media_links: Option<Arc<media::MediaLinks>>,
     pub wechat_client: Arc<crate::wechat::client::WeChatClient>,
     pub admin: admin::AdminAccess,
-    /// Ids of messages stored or changed, for the console's live stream.
-    pub changes: tokio::sync::broadcast::Sender<String>,
+    /// Wakes the outbox worker and feeds the console's live stream.
+    pub signals: crate::relay::Signals,
     /// The simulators, when running as `demo`.
     pub demo: Option<Arc<console::DemoHooks>>,
-    /// Wakes the outbox worker when a message was stored.
-    pub wake: Arc<Notify>,
 }
 
 /// All routes.

@@ -86,13 +86,10 @@ pub async fn receive_rtc_event(State(state): State<AppState>, headers: HeaderMap
     let Some(contact) = contact else {
         return Ok(ignored("no WeChat contact for this conversation or OpenID"));
     };
-    match outbound::accept(&state.store, &state.wake, "wechat", "vonage", &contact, &request.conversation_id, &request.event_id, request.message)
+    match outbound::accept(&state.store, &state.signals, "wechat", "vonage", &contact, &request.conversation_id, &request.event_id, request.message)
         .await?
     {
-        Accepted::New(id) => {
-            tracing::info!(message = %id, event = %request.event_id, "outbound message stored");
-            let _ = state.changes.send(id);
-        }
+        Accepted::New(id) => tracing::info!(message = %id, event = %request.event_id, "outbound message stored"),
         Accepted::Duplicate(id) => tracing::info!(message = %id, "redelivered rtc event ignored"),
     }
     Ok((StatusCode::OK, "stored").into_response())

@@ -152,11 +152,8 @@ pub async fn receive_wechat_push(
     }
     let dedup_key = push.dedup_key();
     let window = crate::wechat::inbound::window_change(&push, crate::store::now_ms(), hook.window_quota as i64);
-    match inbound::accept(&state.store, &state.wake, "wechat", &dedup_key, &inbound_msg, window).await? {
-        Accepted::New(id) => {
-            tracing::info!(message = %id, msgtype = %inbound_msg.msg_type, "wechat push stored");
-            let _ = state.changes.send(id);
-        }
+    match inbound::accept(&state.store, &state.signals, "wechat", &dedup_key, &inbound_msg, window).await? {
+        Accepted::New(id) => tracing::info!(message = %id, msgtype = %inbound_msg.msg_type, "wechat push stored"),
         Accepted::Duplicate(id) => tracing::info!(message = %id, "wechat retry of a stored push ignored"),
     }
     // "success" stops WeChat's retries; it never needs encryption (§3.5, §4.1).

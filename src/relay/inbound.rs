@@ -1,15 +1,14 @@
 //! Accepting a customer's message: one transaction stores it with its outbox job, then the
-//! worker is woken. No remote call happens here, so the webhook answers in milliseconds.
+//! worker (and the live stream) is told. No remote call happens here, so the webhook answers in milliseconds.
 
-use tokio::sync::Notify;
-
+use super::Signals;
 use super::message::InboundMessage;
 use crate::store::{Accepted, JobKind, NewMessage, Store, StoreError, WindowChange};
 
 /// Stores `msg` (deduplicated by `dedup_key` within `channel`) and wakes the worker.
 pub async fn accept(
     store: &Store,
-    wake: &Notify,
+    signals: &Signals,
     channel: &str,
     dedup_key: &str,
     msg: &InboundMessage,
@@ -30,8 +29,8 @@ pub async fn accept(
             window,
         })
         .await?;
-    if matches!(accepted, Accepted::New(_)) {
-        wake.notify_one();
+    if let Accepted::New(id) = &accepted {
+        signals.queued(id);
     }
     Ok(accepted)
 }

@@ -8,9 +8,49 @@ pub mod outbound;
 pub mod worker;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::{Notify, broadcast};
+
 use message::{Contact, InboundMessage, OutboundMessage, StatusReport};
+
+/// What the relay tells the rest of the process about messages: new work for the worker, and
+/// every message stored or changed (the console's live stream). Clones share the channels.
+#[derive(Clone, Debug)]
+pub struct Signals {
+    wake: Arc<Notify>,
+    changes: broadcast::Sender<String>,
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Self { wake: Arc::new(Notify::new()), changes: broadcast::channel(1024).0 }
+    }
+}
+
+impl Signals {
+    /// A message was stored or put back in the outbox: wake the worker, tell listeners.
+    pub fn queued(&self, message_id: &str) {
+        self.wake.notify_one();
+        self.changed(message_id);
+    }
+
+    /// A message's state changed (nobody listening is fine).
+    pub fn changed(&self, message_id: &str) {
+        let _ = self.changes.send(message_id.to_string());
+    }
+
+    /// Resolves when new work was queued.
+    pub async fn work_queued(&self) {
+        self.wake.notified().await
+    }
+
+    /// Ids of messages stored or changed from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.changes.subscribe()
+    }
+}
 
 /// How a delivery attempt ended badly: worth another try later, or never going to work.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

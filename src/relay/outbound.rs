@@ -1,15 +1,14 @@
 //! Accepting an agent's message for a customer: stored with its outbox job in one transaction,
 //! deduplicated by the platform's event id, then the worker is woken.
 
-use tokio::sync::Notify;
-
+use super::Signals;
 use super::message::{Contact, OutboundMessage, OutboundRecord};
 use crate::store::{Accepted, JobKind, NewMessage, Store, StoreError, WindowChange};
 
 /// Stores `message` for `contact` (deduplicated on `conversation_id:event_id` within `source`).
 pub async fn accept(
     store: &Store,
-    wake: &Notify,
+    signals: &Signals,
     channel: &str,
     source: &str,
     contact: &Contact,
@@ -35,8 +34,8 @@ pub async fn accept(
             window: WindowChange::Keep,
         })
         .await?;
-    if matches!(accepted, Accepted::New(_)) {
-        wake.notify_one();
+    if let Accepted::New(id) = &accepted {
+        signals.queued(id);
     }
     Ok(accepted)
 }

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngExt;
-use tokio::sync::Notify;
 
 use super::message::{ErrorInfo, InboundMessage, OutboundRecord, StatusReport};
-use super::{Channel, DeliveryError, Platform};
+use super::{Channel, DeliveryError, Platform, Signals};
 use crate::config::RelayConfig;
 use crate::store::{ClaimedJob, JobKind, Store, StoreError, now_ms};
 
@@ -20,9 +19,7 @@ pub struct Worker<P, C> {
     platform: Arc<P>,
     channel: Arc<C>,
     config: RelayConfig,
-    wake: Arc<Notify>,
-    /// Told the id of every message whose state changed (the console's live stream).
-    changes: tokio::sync::broadcast::Sender<String>,
+    signals: Signals,
 }
 
 impl<P: Platform, C: Channel> Worker<P, C> {
@@ -31,10 +28,9 @@ impl<P: Platform, C: Channel> Worker<P, C> {
         platform: Arc<P>,
         channel: Arc<C>,
         config: RelayConfig,
-        wake: Arc<Notify>,
-        changes: tokio::sync::broadcast::Sender<String>,
+        signals: Signals,
     ) -> Self {
-        Self { store, platform, channel, config, wake, changes }
+        Self { store, platform, channel, config, signals }
     }
 
     /// Claims one batch of due jobs and runs them (concurrently: at most one per contact and
@@ -70,7 +66,7 @@ impl<P: Platform, C: Channel> Worker<P, C> {
             }
             tokio::select! {
                 _ = &mut shutdown => return,
-                _ = self.wake.notified() => {}
+                _ = self.signals.work_queued() => {}
                 _ = tokio::time::sleep(idle) => {}
             }
         }
@@ -111,8 +107,7 @@ impl<P: Platform, C: Channel> Worker<P, C> {
                 }
             }
         }
-        // Nobody listening is fine.
-        let _ = self.changes.send(job.message_id);
+        self.signals.changed(&job.message_id);
         Ok(())
     }
 
