@@ -65,13 +65,15 @@ impl Application {
             config.vonage.conversation_id.clone(),
         );
         // One client for the worker and the media route: its token single-flight is per client.
-        let wechat_client =
-            Arc::new(WeChatClient::new(&config.wechat.api_base, &config.wechat.app_id, config.wechat.app_secret.clone(), store.clone()));
+        let wechat_client = Arc::new(WeChatClient::new(
+            &config.wechat.api_base,
+            &config.wechat.app_id,
+            config.wechat.app_secret.clone(),
+            store.clone(),
+        ));
         let channel = WeChatChannel::new(wechat_client.clone());
-        let media_links = config
-            .public_url
-            .as_deref()
-            .map(|url| Arc::new(MediaLinks::new(config.wechat.app_secret.expose(), url)));
+        let media_links =
+            config.public_url.as_deref().map(|url| Arc::new(MediaLinks::new(config.wechat.app_secret.expose(), url)));
         let vonage = Arc::new(VonageWebhook {
             signature_secret: config.vonage.signature_secret.as_ref().map(|s| s.expose().to_string()),
             shared_conversation: config.vonage.conversation_id.clone(),
@@ -82,15 +84,15 @@ impl Application {
             (None, false) => AdminAccess::Closed,
         };
         let signals = Signals::default();
-        let worker = Arc::new(Worker::new(
-            store.clone(),
-            Arc::new(platform),
-            Arc::new(channel),
-            config.relay.clone(),
-            signals.clone(),
-        ));
+        let worker =
+            Arc::new(Worker::new(store.clone(), Arc::new(platform), Arc::new(channel), config.relay.clone(), signals.clone()));
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
-        Ok(Self { listener, state: AppState { store, wechat, vonage, media_links, wechat_client, admin, signals, demo: None }, worker, mode })
+        Ok(Self {
+            listener,
+            state: AppState { store, wechat, vonage, media_links, wechat_client, admin, signals, demo: None },
+            worker,
+            mode,
+        })
     }
 
     /// The port actually bound (useful with port 0).

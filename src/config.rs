@@ -122,11 +122,7 @@ impl Config {
             Some(path) => read_toml(path)?,
             None => HashMap::new(),
         };
-        Self::from_lookup(|key| {
-            std::env::var(key)
-                .ok()
-                .or_else(|| file_values.get(&key.to_ascii_lowercase()).cloned())
-        })
+        Self::from_lookup(|key| std::env::var(key).ok().or_else(|| file_values.get(&key.to_ascii_lowercase()).cloned()))
     }
 
     /// The database URL alone (for `migrate`, which needs nothing else): env, then file, then default.
@@ -156,19 +152,17 @@ impl Config {
             });
         }
         let public_url = get("BRIDGE_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string());
-        if let Some(url) = &public_url {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(ConfigError::Invalid { key: "BRIDGE_PUBLIC_URL", reason: "must start with https://".into() });
-            }
+        if let Some(url) = &public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError::Invalid { key: "BRIDGE_PUBLIC_URL", reason: "must start with https://".into() });
         }
 
         let app_id = required("WECHAT_APP_ID")?;
         let encoding_aes_key = get("WECHAT_ENCODING_AES_KEY").map(Secret::new);
         if let Some(key) = &encoding_aes_key {
-            MessageCrypto::new(key.expose(), &app_id).map_err(|e| ConfigError::Invalid {
-                key: "WECHAT_ENCODING_AES_KEY",
-                reason: e.to_string(),
-            })?;
+            MessageCrypto::new(key.expose(), &app_id)
+                .map_err(|e| ConfigError::Invalid { key: "WECHAT_ENCODING_AES_KEY", reason: e.to_string() })?;
         }
         let wechat = WeChatConfig {
             token: Secret::new(required("WECHAT_TOKEN")?),
@@ -189,10 +183,8 @@ impl Config {
             })?,
             (None, None) => return Err(ConfigError::Missing("VONAGE_PRIVATE_KEY_PATH or VONAGE_PRIVATE_KEY")),
         };
-        JwtMinter::new(&application_id, &private_key_pem).map_err(|e| ConfigError::Invalid {
-            key: "VONAGE_PRIVATE_KEY",
-            reason: e.to_string(),
-        })?;
+        JwtMinter::new(&application_id, &private_key_pem)
+            .map_err(|e| ConfigError::Invalid { key: "VONAGE_PRIVATE_KEY", reason: e.to_string() })?;
         let vonage = VonageConfig {
             application_id,
             private_key_pem: Secret::new(private_key_pem),
@@ -205,10 +197,21 @@ impl Config {
 
         let defaults = RelayConfig::default();
         let relay = RelayConfig {
-            retry_base: Duration::from_millis(parse_num(get("BRIDGE_RETRY_BASE_MS"), defaults.retry_base.as_millis() as u64, "BRIDGE_RETRY_BASE_MS")?),
-            retry_max: Duration::from_secs(parse_num(get("BRIDGE_RETRY_MAX_SECS"), defaults.retry_max.as_secs(), "BRIDGE_RETRY_MAX_SECS")?),
-            max_attempts: parse_num(get("BRIDGE_MAX_ATTEMPTS"), defaults.max_attempts as u64, "BRIDGE_MAX_ATTEMPTS")?.max(1) as u32,
-            lease: Duration::from_secs(parse_num(get("BRIDGE_LEASE_SECS"), defaults.lease.as_secs(), "BRIDGE_LEASE_SECS")?.max(1)),
+            retry_base: Duration::from_millis(parse_num(
+                get("BRIDGE_RETRY_BASE_MS"),
+                defaults.retry_base.as_millis() as u64,
+                "BRIDGE_RETRY_BASE_MS",
+            )?),
+            retry_max: Duration::from_secs(parse_num(
+                get("BRIDGE_RETRY_MAX_SECS"),
+                defaults.retry_max.as_secs(),
+                "BRIDGE_RETRY_MAX_SECS",
+            )?),
+            max_attempts: parse_num(get("BRIDGE_MAX_ATTEMPTS"), defaults.max_attempts as u64, "BRIDGE_MAX_ATTEMPTS")?.max(1)
+                as u32,
+            lease: Duration::from_secs(
+                parse_num(get("BRIDGE_LEASE_SECS"), defaults.lease.as_secs(), "BRIDGE_LEASE_SECS")?.max(1),
+            ),
             ..defaults
         };
 

@@ -9,9 +9,9 @@ use tokio::net::TcpListener;
 use crate::app::{Application, WorkerMode};
 use crate::config::Config;
 use crate::http::console::DemoHooks;
-use crate::store::Store;
 use crate::sim::vonage::{VonageSim, VonageSimConfig};
 use crate::sim::wechat::{PushMode, WeChatSim, WeChatSimConfig};
+use crate::store::Store;
 use crate::wechat::message::{Body, Event, Push};
 
 const APP_ID: &str = "wxdemo0000000000";
@@ -23,7 +23,11 @@ const USER_2: &str = "o_demo_customer_0002";
 
 /// Runs the demo. With `once`, returns after the exchange (an error if a step failed);
 /// otherwise keeps serving on `listen` until `shutdown` resolves.
-pub async fn run(listen: &str, once: bool, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    listen: &str,
+    once: bool,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (private_pem, public_pem) = crate::sim::keys::generate_rsa_keypair();
     let wechat = WeChatSim::new(WeChatSimConfig {
         app_id: APP_ID.into(),
@@ -32,7 +36,10 @@ pub async fn run(listen: &str, once: bool, shutdown: impl std::future::Future<Ou
         encoding_aes_key: Some(AES_KEY.into()),
         account: ACCOUNT.into(),
     });
-    let vonage = VonageSim::new(VonageSimConfig { signature_secret: Some(SIGNATURE_SECRET.into()), ..VonageSimConfig::new("demo-application", public_pem) });
+    let vonage = VonageSim::new(VonageSimConfig {
+        signature_secret: Some(SIGNATURE_SECRET.into()),
+        ..VonageSimConfig::new("demo-application", public_pem)
+    });
     let wechat_base = serve(wechat.router()).await?;
     let vonage_base = serve(vonage.router()).await?;
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
@@ -74,7 +81,10 @@ pub async fn run(listen: &str, once: bool, shutdown: impl std::future::Future<Ou
     let script: Vec<(&str, Push)> = vec![
         ("follows the account", push(USER, Body::Event(Event::Subscribe { event_key: None, ticket: None }))),
         ("writes", wechat.text(USER, "你好! Is my order on its way?")),
-        ("sends a photo", push(USER, Body::Image { pic_url: "http://mmbiz.example/order.png".into(), media_id, msg_id: wechat.next_msg_id() })),
+        (
+            "sends a photo",
+            push(USER, Body::Image { pic_url: "http://mmbiz.example/order.png".into(), media_id, msg_id: wechat.next_msg_id() }),
+        ),
         ("writes", wechat.text(USER_2, "Can I change my address?")),
     ];
     for (what, push) in &script {
@@ -91,8 +101,12 @@ pub async fn run(listen: &str, once: bool, shutdown: impl std::future::Future<Ou
                 let payload: serde_json::Value = serde_json::from_str(&m.payload).unwrap_or_default();
                 println!(
                     "  WeChat → Vonage  {} {what}: {:?}\n                   `success` in {} ms · {} in {} ms · Vonage event {}",
-                    push.from_user_name, payload["content"].as_str().unwrap_or_default(), acked.as_millis(),
-                    tick(&m.status), m.delivered_at.unwrap_or(m.created_at) - m.created_at, m.platform_event_id.as_deref().unwrap_or("-")
+                    push.from_user_name,
+                    payload["content"].as_str().unwrap_or_default(),
+                    acked.as_millis(),
+                    tick(&m.status),
+                    m.delivered_at.unwrap_or(m.created_at) - m.created_at,
+                    m.platform_event_id.as_deref().unwrap_or("-")
                 );
                 if m.status != "delivered" {
                     failures.push(format!("'{what}' was not delivered: {:?}", m.last_error));
@@ -116,13 +130,22 @@ pub async fn run(listen: &str, once: bool, shutdown: impl std::future::Future<Ou
             Err(e) => failures.push(format!("agent could not write to {openid}: {e}")),
             Ok(key) => match wait_message(&store, |m| m.external_id == key && m.status != "stored").await {
                 Some(m) => {
-                    let error = m.error_code.as_deref().map(|c| format!(" ({c}: {})", m.last_error.clone().unwrap_or_default())).unwrap_or_default();
+                    let error = m
+                        .error_code
+                        .as_deref()
+                        .map(|c| format!(" ({c}: {})", m.last_error.clone().unwrap_or_default()))
+                        .unwrap_or_default();
                     println!(
                         "  Vonage → WeChat  agent → {openid} via {kind}: {text:?}\n                   {} in {} ms{error}",
-                        tick(&m.status), started.elapsed().as_millis()
+                        tick(&m.status),
+                        started.elapsed().as_millis()
                     );
                     if (m.status == "delivered") != should_deliver {
-                        failures.push(format!("reply to {openid} ended {} (expected {})", m.status, if should_deliver { "delivered" } else { "failed" }));
+                        failures.push(format!(
+                            "reply to {openid} ended {} (expected {})",
+                            m.status,
+                            if should_deliver { "delivered" } else { "failed" }
+                        ));
                     }
                 }
                 None => failures.push(format!("reply to {openid} had no outcome within 10 s")),
@@ -132,7 +155,8 @@ pub async fn run(listen: &str, once: bool, shutdown: impl std::future::Future<Ou
     let statuses = vonage.all_events().iter().filter(|(_, e)| e["type"] == "custom:wechat:status").count();
     println!(
         "\nVonage holds {} conversations; WeChat received {} customer-service messages; {statuses} status events went back.",
-        vonage.conversations().len(), wechat.sent().len()
+        vonage.conversations().len(),
+        wechat.sent().len()
     );
 
     if once || !failures.is_empty() {
@@ -189,10 +213,10 @@ async fn serve(router: axum::Router) -> anyhow::Result<String> {
 async fn wait_message(store: &Store, done: impl Fn(&crate::store::MessageRecord) -> bool) -> Option<crate::store::MessageRecord> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if let Ok(messages) = store.messages(None, 200).await {
-            if let Some(m) = messages.into_iter().find(|m| done(m)) {
-                return Some(m);
-            }
+        if let Ok(messages) = store.messages(None, 200).await
+            && let Some(m) = messages.into_iter().find(|m| done(m))
+        {
+            return Some(m);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -9,7 +9,11 @@ use wechat_bridge::config::Config;
 use wechat_bridge::store::Store;
 
 #[derive(Parser)]
-#[command(name = "wechat-bridge", version, about = "Relays messages between WeChat Official Accounts and the Vonage Conversation API")]
+#[command(
+    name = "wechat-bridge",
+    version,
+    about = "Relays messages between WeChat Official Accounts and the Vonage Conversation API"
+)]
 struct Cli {
     /// A TOML file with the same keys as the environment, in lower case (the environment wins).
     #[arg(long, global = true)]

@@ -66,14 +66,18 @@ pub async fn run(config: &Config, out: &mut impl std::io::Write) -> Result<(), S
     let rtc_url = format!("{public}/webhooks/vonage/rtc");
     let signed = vonage.signature_secret.is_some();
     let url = format!("{}/v2/applications/{}", vonage.api_base, vonage.application_id);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| SetupError::Unreachable { method: "GET", url: url.clone(), reason: error_chain(&e) })?;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|e| SetupError::Unreachable {
+        method: "GET",
+        url: url.clone(),
+        reason: error_chain(&e),
+    })?;
 
     let current = call(client.get(&url).basic_auth(api_key, Some(api_secret)), "GET", &url).await?;
-    let (body, kept) = merged_application(current, &rtc_url, signed)
-        .map_err(|reason| SetupError::BadResponse { method: "GET", url: url.clone(), reason })?;
+    let (body, kept) = merged_application(current, &rtc_url, signed).map_err(|reason| SetupError::BadResponse {
+        method: "GET",
+        url: url.clone(),
+        reason,
+    })?;
     let name = body["name"].as_str().unwrap_or_default().to_string();
     let updated = call(client.put(&url).basic_auth(api_key, Some(api_secret)).json(&body), "PUT", &url).await?;
     let confirmed = updated.pointer("/capabilities/rtc/webhooks/event_url/address").and_then(Value::as_str);
@@ -140,17 +144,16 @@ fn object_at<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<Stri
 /// Sends a request; a 2xx JSON object is returned, anything else becomes a [`SetupError`].
 async fn call(request: reqwest::RequestBuilder, method: &'static str, url: &str) -> Result<Value, SetupError> {
     let url = url.to_string();
-    let response = request
-        .send()
-        .await
-        .map_err(|e| SetupError::Unreachable { method, url: url.clone(), reason: error_chain(&e) })?;
+    let response =
+        request.send().await.map_err(|e| SetupError::Unreachable { method, url: url.clone(), reason: error_chain(&e) })?;
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
     match status {
-        200..=299 => serde_json::from_str::<Value>(&text)
-            .ok()
-            .filter(Value::is_object)
-            .ok_or_else(|| SetupError::BadResponse { method, url, reason: "the body is not a JSON object".into() }),
+        200..=299 => serde_json::from_str::<Value>(&text).ok().filter(Value::is_object).ok_or_else(|| SetupError::BadResponse {
+            method,
+            url,
+            reason: "the body is not a JSON object".into(),
+        }),
         401 => Err(SetupError::Unauthorized { method, url }),
         404 => Err(SetupError::NotFound { method, url }),
         _ => Err(SetupError::Api { method, url, status, detail: problem_detail(&text) }),
@@ -198,7 +201,10 @@ fn write_wechat_instructions(config: &Config, public: &str, out: &mut impl std::
         None => {
             let fresh = generate_encoding_aes_key();
             writeln!(out, "  EncodingAESKey (消息加解密密钥)     not configured: the bridge is in plaintext mode (明文模式)")?;
-            writeln!(out, "  Message encryption (消息加解密方式) Plaintext mode (明文模式) for now; safe mode (安全模式) is recommended:")?;
+            writeln!(
+                out,
+                "  Message encryption (消息加解密方式) Plaintext mode (明文模式) for now; safe mode (安全模式) is recommended:"
+            )?;
             writeln!(out, "    1. set WECHAT_ENCODING_AES_KEY={fresh} (a freshly generated key) and restart the bridge;")?;
             writeln!(out, "    2. paste the same key as EncodingAESKey in the console and choose Safe mode (安全模式).")?;
         }
@@ -240,7 +246,10 @@ mod tests {
         let rtc = &body["capabilities"]["rtc"];
         assert_eq!(rtc["legs_enabled"], true);
         assert_eq!(rtc["webhooks"]["other"], 1);
-        assert_eq!(rtc["webhooks"]["event_url"], json!({"address": "https://b.example/webhooks/vonage/rtc", "http_method": "POST"}));
+        assert_eq!(
+            rtc["webhooks"]["event_url"],
+            json!({"address": "https://b.example/webhooks/vonage/rtc", "http_method": "POST"})
+        );
         assert_eq!(rtc["signed_callbacks"], true);
     }
 

@@ -265,12 +265,11 @@ async fn vonage(args: VonageArgs, shutdown: impl Future<Output = ()> + Send + 's
         Some(url) => println!("RTC webhooks go to {url}"),
         None => println!("No RTC event_url yet: run `wechat-bridge setup` (or pass --rtc-url)"),
     }
-    println!("Inspect with GET {base}/_sim/state; play an agent with POST {base}/_sim/agents and {base}/_sim/conversations/{{id}}/events");
+    println!(
+        "Inspect with GET {base}/_sim/state; play an agent with POST {base}/_sim/agents and {base}/_sim/conversations/{{id}}/events"
+    );
     println!("Serving until Ctrl-C.");
-    axum::serve(listener, sim.router())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("the simulator server failed")
+    axum::serve(listener, sim.router()).with_graceful_shutdown(shutdown).await.context("the simulator server failed")
 }
 
 /// Writes the generated private key, readable by the owner only (0600); returns its absolute path.

@@ -31,9 +31,10 @@ pub async fn require_admin(State(state): State<AppState>, request: Request, next
         AdminAccess::Closed => StatusCode::NOT_FOUND.into_response(),
         AdminAccess::Token(token) => {
             // EventSource cannot send headers: the live stream may carry `?token=` instead.
-            let from_query = request.uri().query().and_then(|q| {
-                q.split('&').find_map(|pair| pair.strip_prefix("token=")).map(|t| t.to_string())
-            });
+            let from_query = request
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")).map(|t| t.to_string()));
             let from_header = request
                 .headers()
                 .get(header::AUTHORIZATION)
@@ -92,7 +93,10 @@ pub async fn retry_message(State(state): State<AppState>, Path(id): Path<String>
         Err(StoreError::NotFound(what)) => return (StatusCode::NOT_FOUND, what).into_response(),
         Err(e) => return unavailable(e),
         Ok(m) if m.status != "failed" => {
-            return (StatusCode::CONFLICT, Json(json!({"error": format!("message is {}, only failed messages are retried", m.status)})))
+            return (
+                StatusCode::CONFLICT,
+                Json(json!({"error": format!("message is {}, only failed messages are retried", m.status)})),
+            )
                 .into_response();
         }
         Ok(_) => {}

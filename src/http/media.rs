@@ -57,7 +57,6 @@ impl MediaLinks {
     }
 }
 
-
 #[derive(Deserialize)]
 pub struct LinkQuery {
     expires: Option<i64>,

@@ -62,10 +62,10 @@ pub async fn receive_rtc_event(State(state): State<AppState>, headers: HeaderMap
         let now = (crate::store::now_ms() / 1000) as u64;
         webhook::verify_signature(auth, &body, secret, now)?;
     }
-    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
-        if !ct.to_ascii_lowercase().contains("json") {
-            return Err(RtcError::ContentType(ct.to_string()));
-        }
+    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+        && !ct.to_ascii_lowercase().contains("json")
+    {
+        return Err(RtcError::ContentType(ct.to_string()));
     }
     let event: serde_json::Value = serde_json::from_slice(&body).map_err(|e| RtcError::Malformed(e.to_string()))?;
     let request = match webhook::classify(&event).map_err(RtcError::Malformed)? {
@@ -73,10 +73,10 @@ pub async fn receive_rtc_event(State(state): State<AppState>, headers: HeaderMap
         RtcEvent::Ignore(why) => return Ok(ignored(why)),
     };
     // Loop guard (§3.2): events created by any of the bridge's own members are echoes.
-    if let Some(member) = &request.from_member {
-        if state.store.is_bridge_member(member).await? {
-            return Ok(ignored("event from the bridge's own member"));
-        }
+    if let Some(member) = &request.from_member
+        && state.store.is_bridge_member(member).await?
+    {
+        return Ok(ignored("event from the bridge's own member"));
     }
     let contact = match (&request.to, &hook.shared_conversation) {
         (Some(openid), _) => state.store.contact_by_channel_id("wechat", openid).await?,
@@ -86,8 +86,17 @@ pub async fn receive_rtc_event(State(state): State<AppState>, headers: HeaderMap
     let Some(contact) = contact else {
         return Ok(ignored("no WeChat contact for this conversation or OpenID"));
     };
-    match outbound::accept(&state.store, &state.signals, "wechat", "vonage", &contact, &request.conversation_id, &request.event_id, request.message)
-        .await?
+    match outbound::accept(
+        &state.store,
+        &state.signals,
+        "wechat",
+        "vonage",
+        &contact,
+        &request.conversation_id,
+        &request.event_id,
+        request.message,
+    )
+    .await?
     {
         Accepted::New(id) => tracing::info!(message = %id, event = %request.event_id, "outbound message stored"),
         Accepted::Duplicate(id) => tracing::info!(message = %id, "redelivered rtc event ignored"),

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::body::Bytes;
 use serde::Deserialize;
 
 use super::AppState;
@@ -58,12 +58,14 @@ pub enum WebhookError {
 impl IntoResponse for WebhookError {
     fn into_response(self) -> Response {
         let status = match &self {
-            WebhookError::MissingParameter(_) | WebhookError::Malformed(_) | WebhookError::Decrypt(_) | WebhookError::NoAesKey => {
-                StatusCode::BAD_REQUEST
-            }
-            WebhookError::BadSignature | WebhookError::BadMsgSignature | WebhookError::StaleTimestamp | WebhookError::WrongAppId => {
-                StatusCode::UNAUTHORIZED
-            }
+            WebhookError::MissingParameter(_)
+            | WebhookError::Malformed(_)
+            | WebhookError::Decrypt(_)
+            | WebhookError::NoAesKey => StatusCode::BAD_REQUEST,
+            WebhookError::BadSignature
+            | WebhookError::BadMsgSignature
+            | WebhookError::StaleTimestamp
+            | WebhookError::WrongAppId => StatusCode::UNAUTHORIZED,
             WebhookError::ContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             WebhookError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -145,10 +147,10 @@ pub async fn receive_wechat_push(
     let push = message::parse(&xml).map_err(|e| WebhookError::Malformed(e.to_string()))?;
     let mut inbound_msg = crate::wechat::inbound::to_inbound(&push);
     // Agents' clients get a signed bridge link: WeChat's media/get needs the access token.
-    if let (Some(links), Some(media)) = (&state.media_links, inbound_msg.media.as_mut()) {
-        if let Some(id) = &media.media_id {
-            media.url = Some(links.url(id, crate::store::now_ms() / 1000));
-        }
+    if let (Some(links), Some(media)) = (&state.media_links, inbound_msg.media.as_mut())
+        && let Some(id) = &media.media_id
+    {
+        media.url = Some(links.url(id, crate::store::now_ms() / 1000));
     }
     let dedup_key = push.dedup_key();
     let window = crate::wechat::inbound::window_change(&push, crate::store::now_ms(), hook.window_quota as i64);

@@ -18,7 +18,8 @@ pub async fn accept(
 ) -> Result<Accepted, StoreError> {
     let external_id = format!("{conversation_id}:{event_id}");
     let msg_type = message.msg_type.clone();
-    let record = OutboundRecord { conversation_id: conversation_id.to_string(), platform_event_id: event_id.to_string(), message };
+    let record =
+        OutboundRecord { conversation_id: conversation_id.to_string(), platform_event_id: event_id.to_string(), message };
     let payload = serde_json::to_string(&record).expect("outbound record serializes");
     let accepted = store
         .accept(&NewMessage {

@@ -23,13 +23,7 @@ pub struct Worker<P, C> {
 }
 
 impl<P: Platform, C: Channel> Worker<P, C> {
-    pub fn new(
-        store: Store,
-        platform: Arc<P>,
-        channel: Arc<C>,
-        config: RelayConfig,
-        signals: Signals,
-    ) -> Self {
+    pub fn new(store: Store, platform: Arc<P>, channel: Arc<C>, config: RelayConfig, signals: Signals) -> Self {
         Self { store, platform, channel, config, signals }
     }
 
@@ -101,7 +95,8 @@ impl<P: Platform, C: Channel> Worker<P, C> {
                     tracing::warn!(job = job.id, message = %job.message_id, %error, "delivery failed for good");
                     self.store.fail_job(&job, None, &error).await?;
                 } else {
-                    let delay = backoff(job.attempt, self.config.retry_base, self.config.retry_max).max(after.unwrap_or_default());
+                    let delay =
+                        backoff(job.attempt, self.config.retry_base, self.config.retry_max).max(after.unwrap_or_default());
                     tracing::info!(job = job.id, attempt = job.attempt, delay_ms = delay.as_millis() as u64, %reason, "will retry");
                     self.store.reschedule_job(&job, now_ms() + delay.as_millis() as i64, &reason).await?;
                 }
@@ -114,10 +109,8 @@ impl<P: Platform, C: Channel> Worker<P, C> {
     async fn deliver_inbound(&self, job: &ClaimedJob) -> Result<String, DeliveryError> {
         let record = self.store.message(&job.message_id).await.map_err(retry_store)?;
         let contact = self.store.contact(job.contact_id).await.map_err(retry_store)?;
-        let msg: InboundMessage = serde_json::from_str(&record.payload).map_err(|e| DeliveryError::Permanent {
-            code: None,
-            reason: format!("stored message is unreadable: {e}"),
-        })?;
+        let msg: InboundMessage = serde_json::from_str(&record.payload)
+            .map_err(|e| DeliveryError::Permanent { code: None, reason: format!("stored message is unreadable: {e}") })?;
         self.platform.deliver_inbound(&contact, &msg, &record.id).await
     }
 
@@ -146,17 +139,16 @@ impl<P: Platform, C: Channel> Worker<P, C> {
             bridge_message_id: record.id.clone(),
             platform_event_id: outbound.platform_event_id,
             delivered,
-            error: (!delivered).then(|| ErrorInfo {
-                code: record.error_code.clone(),
-                message: record.last_error.clone().unwrap_or_default(),
-            }),
+            error: (!delivered)
+                .then(|| ErrorInfo { code: record.error_code.clone(), message: record.last_error.clone().unwrap_or_default() }),
         };
         self.platform.report_status(&contact, &outbound.conversation_id, &report).await
     }
 }
 
 fn outbound_record(payload: &str) -> Result<OutboundRecord, DeliveryError> {
-    serde_json::from_str(payload).map_err(|e| DeliveryError::Permanent { code: None, reason: format!("stored message is unreadable: {e}") })
+    serde_json::from_str(payload)
+        .map_err(|e| DeliveryError::Permanent { code: None, reason: format!("stored message is unreadable: {e}") })
 }
 
 fn retry_store(e: StoreError) -> DeliveryError {

@@ -26,14 +26,8 @@ use base64::Engine as _;
 pub fn generate_rsa_keypair() -> (String, String) {
     let pair = KeyPair::generate(KeySize::Rsa2048).expect("RSA-2048 key generation failed");
     let private_der: Pkcs8V1Der<'static> = pair.as_der().expect("PKCS#8 serialisation failed");
-    let public_der: PublicKeyX509Der<'static> = pair
-        .public_key()
-        .as_der()
-        .expect("SubjectPublicKeyInfo serialisation failed");
-    (
-        pem_encode("PRIVATE KEY", private_der.as_ref()),
-        pem_encode("PUBLIC KEY", public_der.as_ref()),
-    )
+    let public_der: PublicKeyX509Der<'static> = pair.public_key().as_der().expect("SubjectPublicKeyInfo serialisation failed");
+    (pem_encode("PRIVATE KEY", private_der.as_ref()), pem_encode("PUBLIC KEY", public_der.as_ref()))
 }
 
 /// Wraps DER bytes in a PEM block with the standard 64-character base64 lines (RFC 7468).

@@ -174,14 +174,8 @@ impl WeChatSim {
 
     /// Posts a body with a given query string (for forged, replayed or malformed pushes).
     pub async fn post_raw(&self, url: &str, query: &str, body: String) -> Result<PushReply, reqwest::Error> {
-        let response = self
-            .inner
-            .http
-            .post(format!("{url}?{query}"))
-            .header(header::CONTENT_TYPE, "text/xml")
-            .body(body)
-            .send()
-            .await?;
+        let response =
+            self.inner.http.post(format!("{url}?{query}")).header(header::CONTENT_TYPE, "text/xml").body(body).send().await?;
         let status = response.status().as_u16();
         Ok(PushReply { status, body: response.text().await? })
     }
@@ -271,16 +265,17 @@ impl WeChatSim {
         let now = Instant::now();
         if stable && !force {
             // Normal mode returns the same token while it is valid (§5.2).
-            if let Some((token, expiry)) = state.stable.clone() {
-                if expiry > now {
-                    return json!({"access_token": token, "expires_in": expiry.duration_since(now).as_secs()});
-                }
+            if let Some((token, expiry)) = state.stable.clone()
+                && expiry > now
+            {
+                return json!({"access_token": token, "expires_in": expiry.duration_since(now).as_secs()});
             }
         }
-        if stable && force {
-            if let Some((old, _)) = state.stable.take() {
-                state.tokens.remove(&old);
-            }
+        if stable
+            && force
+            && let Some((old, _)) = state.stable.take()
+        {
+            state.tokens.remove(&old);
         }
         let token = format!("SIM_TOKEN_{}", uuid::Uuid::new_v4().simple());
         state.tokens.insert(token.clone(), now + TOKEN_TTL);
@@ -452,10 +447,7 @@ async fn media_get(State(sim): State<WeChatSim>, Query(q): Query<TokenParam>) ->
     match media {
         // Binary with its content type; errors are JSON with HTTP 200 (§7.2).
         Some((id, (content_type, bytes))) => (
-            [
-                (header::CONTENT_TYPE, content_type),
-                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{id}\"")),
-            ],
+            [(header::CONTENT_TYPE, content_type), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{id}\""))],
             bytes,
         )
             .into_response(),

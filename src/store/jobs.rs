@@ -158,12 +158,14 @@ impl Store {
     /// Returns false when the lease had been lost and another worker owns the job now.
     pub async fn complete_job(&self, job: &ClaimedJob, platform_event_id: Option<&str>) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query("UPDATE jobs SET state = 'done', last_error = NULL WHERE id = ? AND claim_token = ? AND state = 'running'")
-            .bind(job.id)
-            .bind(&job.claim_token)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'done', last_error = NULL WHERE id = ? AND claim_token = ? AND state = 'running'",
+        )
+        .bind(job.id)
+        .bind(&job.claim_token)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
             == 1;
         if done && job.kind.decides_message_status() {
             sqlx::query(
@@ -260,17 +262,11 @@ impl Store {
 
     /// Jobs not yet finished (pending or running): the outbox depth.
     pub async fn outbox_depth(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running')")
-            .fetch_one(self.pool())
-            .await?
-            .get(0))
+        Ok(sqlx::query("SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running')").fetch_one(self.pool()).await?.get(0))
     }
 
     /// When the next pending job is due, if any (lets an idle worker sleep exactly that long).
     pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query("SELECT MIN(due_at) FROM jobs WHERE state IN ('pending', 'running')")
-            .fetch_one(self.pool())
-            .await?
-            .get(0))
+        Ok(sqlx::query("SELECT MIN(due_at) FROM jobs WHERE state IN ('pending', 'running')").fetch_one(self.pool()).await?.get(0))
     }
 }

@@ -11,8 +11,8 @@ mod tokens;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::relay::message::Contact;
 
@@ -61,9 +61,15 @@ pub struct NewMessage<'a> {
 pub enum WindowChange {
     Keep,
     /// A new window until `until_ms` allowing `quota` replies.
-    Open { until_ms: i64, quota: i64 },
+    Open {
+        until_ms: i64,
+        quota: i64,
+    },
     /// Like `Open`, unless the current window lasts longer (a click inside a 48-hour window).
-    OpenUnlessLonger { until_ms: i64, quota: i64 },
+    OpenUnlessLonger {
+        until_ms: i64,
+        quota: i64,
+    },
     /// No more replies (the customer unsubscribed).
     Close,
 }
@@ -189,11 +195,7 @@ impl Store {
 
     /// Messages, newest first, optionally of one status.
     pub async fn messages(&self, status: Option<&str>, limit: i64) -> Result<Vec<MessageRecord>, StoreError> {
-        let rows = sqlx::query(MESSAGES_BY_STATUS)
-        .bind(status)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(MESSAGES_BY_STATUS).bind(status).bind(limit).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(message_from_row).collect())
     }
 
@@ -239,8 +241,15 @@ impl Store {
     /// retry, and count it against the contact's window quota.
     pub async fn record_part_sent(&self, message_id: &str, contact_id: i64, parts_sent: i64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("UPDATE messages SET parts_sent = ? WHERE id = ?").bind(parts_sent).bind(message_id).execute(&mut *tx).await?;
-        sqlx::query("UPDATE contacts SET window_sends = window_sends + 1 WHERE id = ?").bind(contact_id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE messages SET parts_sent = ? WHERE id = ?")
+            .bind(parts_sent)
+            .bind(message_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE contacts SET window_sends = window_sends + 1 WHERE id = ?")
+            .bind(contact_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -341,8 +350,7 @@ macro_rules! select_messages {
 }
 pub(crate) use select_messages;
 const MESSAGE_BY_ID: &str = select_messages!("WHERE id = ?");
-const MESSAGES_BY_STATUS: &str =
-    select_messages!("WHERE (?1 IS NULL OR status = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2");
+const MESSAGES_BY_STATUS: &str = select_messages!("WHERE (?1 IS NULL OR status = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2");
 
 pub(crate) fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> MessageRecord {
     MessageRecord {

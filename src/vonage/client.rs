@@ -213,12 +213,7 @@ impl VonageClient {
             .or(problem["description"].as_str())
             .map(str::to_string)
             .unwrap_or_else(|| text.chars().take(200).collect());
-        Err(VonageError::Api {
-            status: status.as_u16(),
-            code: problem["code"].as_str().map(str::to_string),
-            detail,
-            retry_after,
-        })
+        Err(VonageError::Api { status: status.as_u16(), code: problem["code"].as_str().map(str::to_string), detail, retry_after })
     }
 }
 
@@ -232,11 +227,7 @@ fn parse<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T, VonageError> {
 
 /// List bodies hold `_embedded.<name>`; some variants use `_embedded` as the array itself (§0.3).
 fn embedded<'a>(page: &'a Value, name: &str) -> &'a [Value] {
-    page["_embedded"][name]
-        .as_array()
-        .or_else(|| page["_embedded"].as_array())
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
+    page["_embedded"][name].as_array().or_else(|| page["_embedded"].as_array()).map(Vec::as_slice).unwrap_or(&[])
 }
 
 fn find_named(items: &[Value], name: &str) -> Option<String> {
@@ -250,4 +241,3 @@ fn relative(href: &str) -> String {
         None => href.to_string(),
     }
 }
-

@@ -86,20 +86,20 @@ fn shrink(msg: &mut InboundMessage, excess: usize) -> bool {
             return true;
         }
     }
-    if let Some(event) = msg.event.as_mut() {
-        if event.fields.pop_last().is_some() {
-            return true;
-        }
+    if let Some(event) = msg.event.as_mut()
+        && event.fields.pop_last().is_some()
+    {
+        return true;
     }
-    if let Some(media) = msg.media.as_mut() {
-        if media.recognition.take().is_some() {
-            return true;
-        }
+    if let Some(media) = msg.media.as_mut()
+        && media.recognition.take().is_some()
+    {
+        return true;
     }
-    if let Some(file) = msg.file.as_mut() {
-        if file.description.take().is_some() {
-            return true;
-        }
+    if let Some(file) = msg.file.as_mut()
+        && file.description.take().is_some()
+    {
+        return true;
     }
     // Only pathological text gets here (a 2,048-byte WeChat text fits; heavy JSON escaping may
     // not): shorten content rather than lose the whole message.

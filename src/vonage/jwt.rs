@@ -60,10 +60,10 @@ impl JwtMinter {
     pub fn token(&self) -> Result<String, JwtError> {
         let now = SystemTime::now();
         let mut cached = self.cached.lock().expect("jwt cache poisoned");
-        if let Some((token, expires)) = cached.as_ref() {
-            if *expires > now + REFRESH_MARGIN {
-                return Ok(token.clone());
-            }
+        if let Some((token, expires)) = cached.as_ref()
+            && *expires > now + REFRESH_MARGIN
+        {
+            return Ok(token.clone());
         }
         let token = self.mint(now)?;
         *cached = Some((token.clone(), now + TTL));

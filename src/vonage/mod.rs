@@ -30,10 +30,10 @@ impl VonagePlatform {
     /// The contact's conversation and member, created on first contact. Each id is saved the
     /// moment it exists; a crash in between is repaired by the 409-means-exists lookups.
     async fn ensure_contact(&self, contact: &Contact) -> Result<(String, String), DeliveryError> {
-        if let (Some(conv), Some(member)) = (&contact.platform_conversation_id, &contact.platform_member_id) {
-            if self.shared_conversation.as_ref().is_none_or(|shared| shared == conv) {
-                return Ok((conv.clone(), member.clone()));
-            }
+        if let (Some(conv), Some(member)) = (&contact.platform_conversation_id, &contact.platform_member_id)
+            && self.shared_conversation.as_ref().is_none_or(|shared| shared == conv)
+        {
+            return Ok((conv.clone(), member.clone()));
         }
         let openid = &contact.channel_id;
         let custom = json!({"wechat_openid": openid, "wechat_account": contact.account});
@@ -67,7 +67,13 @@ impl VonagePlatform {
         Ok((conversation, member))
     }
 
-    async fn save(&self, contact: &Contact, user: Option<&str>, conv: Option<&str>, member: Option<&str>) -> Result<(), DeliveryError> {
+    async fn save(
+        &self,
+        contact: &Contact,
+        user: Option<&str>,
+        conv: Option<&str>,
+        member: Option<&str>,
+    ) -> Result<(), DeliveryError> {
         self.store
             .save_platform_ids(contact.id, user, conv, member)
             .await
@@ -76,7 +82,12 @@ impl VonagePlatform {
 }
 
 impl Platform for VonagePlatform {
-    async fn deliver_inbound(&self, contact: &Contact, msg: &InboundMessage, bridge_message_id: &str) -> Result<String, DeliveryError> {
+    async fn deliver_inbound(
+        &self,
+        contact: &Contact,
+        msg: &InboundMessage,
+        bridge_message_id: &str,
+    ) -> Result<String, DeliveryError> {
         let (conversation, member) = self.ensure_contact(contact).await?;
         let event = event::inbound_event(msg, &member, bridge_message_id);
         match self.client.create_event(&conversation, &event).await {
@@ -91,7 +102,12 @@ impl Platform for VonagePlatform {
         }
     }
 
-    async fn report_status(&self, contact: &Contact, conversation_id: &str, report: &StatusReport) -> Result<String, DeliveryError> {
+    async fn report_status(
+        &self,
+        contact: &Contact,
+        conversation_id: &str,
+        report: &StatusReport,
+    ) -> Result<String, DeliveryError> {
         // From the customer's member when it is in this conversation, so clients show it in
         // the thread; Vonage accepts events without `from` from an application JWT (§2.3).
         let member = contact

@@ -76,7 +76,7 @@ pub struct RelayRequest {
 /// What an RTC event means to the bridge.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RtcEvent {
-    Relay(RelayRequest),
+    Relay(Box<RelayRequest>),
     /// Answered 200 and dropped, with the reason (for the log).
     Ignore(&'static str),
 }
@@ -111,7 +111,13 @@ pub fn classify(event: &Value) -> Result<RtcEvent, String> {
     };
     let from_member = event["from"].as_str().or(event["_embedded"]["from_member"]["id"].as_str()).map(str::to_string);
     let to = body["to"].as_str().filter(|t| !t.is_empty()).map(str::to_string);
-    Ok(RtcEvent::Relay(RelayRequest { conversation_id: conversation_id.to_string(), event_id, from_member, to, message }))
+    Ok(RtcEvent::Relay(Box::new(RelayRequest {
+        conversation_id: conversation_id.to_string(),
+        event_id,
+        from_member,
+        to,
+        message,
+    })))
 }
 
 /// `{to, content}` or `{msgtype, media: {url|media_id}}`, link/news with `link`.
@@ -192,9 +198,18 @@ mod tests {
         let body = br#"{"type":"message"}"#;
         let good = sign(claims(body, 1_000), "s3cret");
         assert_eq!(verify_signature(None, body, "s3cret", 1_000), Err(SignatureError::Missing));
-        assert!(matches!(verify_signature(Some(&format!("Bearer {}", sign(claims(body, 1_000), "other"))), body, "s3cret", 1_000), Err(SignatureError::Invalid(_))));
-        assert_eq!(verify_signature(Some(&format!("Bearer {good}")), body, "s3cret", 1_000 + MAX_AGE_SECS + 1), Err(SignatureError::Stale));
-        assert_eq!(verify_signature(Some(&format!("Bearer {good}")), br#"{"type":"other"}"#, "s3cret", 1_000), Err(SignatureError::PayloadHash));
+        assert!(matches!(
+            verify_signature(Some(&format!("Bearer {}", sign(claims(body, 1_000), "other"))), body, "s3cret", 1_000),
+            Err(SignatureError::Invalid(_))
+        ));
+        assert_eq!(
+            verify_signature(Some(&format!("Bearer {good}")), body, "s3cret", 1_000 + MAX_AGE_SECS + 1),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            verify_signature(Some(&format!("Bearer {good}")), br#"{"type":"other"}"#, "s3cret", 1_000),
+            Err(SignatureError::PayloadHash)
+        );
         let no_hash = sign(json!({"iat": 1_000}), "s3cret");
         assert_eq!(verify_signature(Some(&format!("Bearer {no_hash}")), body, "s3cret", 1_000), Err(SignatureError::PayloadHash));
     }
@@ -222,6 +237,9 @@ mod tests {
         ] {
             assert!(matches!(classify(&event).unwrap(), RtcEvent::Ignore(_)), "{event}");
         }
-        assert!(classify(&json!({"type": "custom:wechat:message", "conversation_id": "C", "body": {"direction": "outbound"}})).is_err());
+        assert!(
+            classify(&json!({"type": "custom:wechat:message", "conversation_id": "C", "body": {"direction": "outbound"}}))
+                .is_err()
+        );
     }
 }

@@ -59,7 +59,14 @@ impl WeChatChannel {
             reason: format!("{} without media_url or media_id", msg.msg_type),
         })?;
         let (content_type, bytes) = self.client.fetch_url(url, MAX_MEDIA_BYTES).await.map_err(classify)?;
-        let filename = url.rsplit('/').next().filter(|n| !n.is_empty() && n.len() < 100).unwrap_or("media").split('?').next().unwrap_or("media");
+        let filename = url
+            .rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty() && n.len() < 100)
+            .unwrap_or("media")
+            .split('?')
+            .next()
+            .unwrap_or("media");
         self.client.upload_media(&msg.msg_type, filename, &content_type, bytes).await.map_err(classify)
     }
 }

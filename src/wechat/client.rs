@@ -174,8 +174,7 @@ impl WeChatClient {
                     .file_name(filename.to_string())
                     .mime_str(content_type)
                     .map_err(|_| WeChatError::Decode(format!("invalid content type {content_type:?}")))?;
-                let request =
-                    self.http.post(url).query(&[("access_token", token.as_str()), ("type", media_type)]);
+                let request = self.http.post(url).query(&[("access_token", token.as_str()), ("type", media_type)]);
                 self.json(request.multipart(Form::new().part("media", part)), &token).await
             })
             .await?;

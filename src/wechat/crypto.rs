@@ -115,13 +115,10 @@ impl MessageCrypto {
         let mut padded = String::with_capacity(ENCODING_AES_KEY_LEN + 1);
         padded.push_str(encoding_aes_key);
         padded.push('=');
-        let decoded = KEY_ENGINE
-            .decode(padded.as_bytes())
-            .map_err(|_| CryptoError::InvalidKey("is not valid base64".to_owned()))?;
-        let key: [u8; KEY_LEN] = decoded
-            .as_slice()
-            .try_into()
-            .map_err(|_| CryptoError::InvalidKey(format!("must decode to {KEY_LEN} bytes")))?;
+        let decoded =
+            KEY_ENGINE.decode(padded.as_bytes()).map_err(|_| CryptoError::InvalidKey("is not valid base64".to_owned()))?;
+        let key: [u8; KEY_LEN] =
+            decoded.as_slice().try_into().map_err(|_| CryptoError::InvalidKey(format!("must decode to {KEY_LEN} bytes")))?;
         Ok(Self { key, receive_id: receive_id.to_owned() })
     }
 
@@ -423,9 +420,7 @@ mod tests {
     fn encrypt_raw_bytes(c: &MessageCrypto, plain: &[u8]) -> String {
         let mut buf = plain.to_vec();
         let len = buf.len();
-        let ct = cbc::Encryptor::<Aes256>::new(&c.key.into(), &c.iv().into())
-            .encrypt_padded::<NoPadding>(&mut buf, len)
-            .unwrap();
+        let ct = cbc::Encryptor::<Aes256>::new(&c.key.into(), &c.iv().into()).encrypt_padded::<NoPadding>(&mut buf, len).unwrap();
         STANDARD.encode(ct)
     }
 

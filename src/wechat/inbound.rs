@@ -80,7 +80,13 @@ pub fn to_inbound(push: &Push) -> InboundMessage {
                 Some(label) if !label.is_empty() => format!("[location] {label}"),
                 _ => format!("[location] {latitude},{longitude}"),
             };
-            msg.location = Some(Location { latitude: *latitude, longitude: *longitude, scale: *scale, precision: None, label: label.clone() });
+            msg.location = Some(Location {
+                latitude: *latitude,
+                longitude: *longitude,
+                scale: *scale,
+                precision: None,
+                label: label.clone(),
+            });
         }
         Body::Link { title, description, url, .. } => {
             msg.content = format!("{title} {url}");
@@ -103,21 +109,29 @@ pub fn to_inbound(push: &Push) -> InboundMessage {
                 None => format!("[event: {}]", info.name),
             };
             if let Event::Location { latitude, longitude, precision } = event {
-                msg.location = Some(Location { latitude: *latitude, longitude: *longitude, scale: None, precision: *precision, label: None });
+                msg.location = Some(Location {
+                    latitude: *latitude,
+                    longitude: *longitude,
+                    scale: None,
+                    precision: *precision,
+                    label: None,
+                });
             }
             msg.event = Some(info);
         }
         Body::Unknown { msg_type, fields, .. } => {
             msg.content = format!("[{msg_type}]");
             // Keep the raw fields where clients can see them.
-            msg.event = Some(EventInfo { name: msg_type.clone(), key: None, ticket: None, menu_id: None, fields: fields.clone() });
+            msg.event =
+                Some(EventInfo { name: msg_type.clone(), key: None, ticket: None, menu_id: None, fields: fields.clone() });
         }
     }
     msg
 }
 
 fn event_info(event: &Event) -> EventInfo {
-    let mut info = EventInfo { name: event.name().to_ascii_lowercase(), key: None, ticket: None, menu_id: None, fields: Default::default() };
+    let mut info =
+        EventInfo { name: event.name().to_ascii_lowercase(), key: None, ticket: None, menu_id: None, fields: Default::default() };
     match event {
         Event::Subscribe { event_key, ticket } => {
             info.key = event_key.clone();
@@ -155,10 +169,20 @@ mod tests {
 
     #[test]
     fn messages_follows_clicks_and_unsubscribes_change_the_window_as_wechat_does() {
-        let at = |rest: &str| window_change(&parse(&format!(
-            "<xml><ToUserName>gh</ToUserName><FromUserName>o</FromUserName><CreateTime>1</CreateTime>{rest}</xml>"
-        )).unwrap(), 1_000, 5);
-        assert_eq!(at("<MsgType>text</MsgType><Content>x</Content><MsgId>1</MsgId>"), WindowChange::Open { until_ms: 1_000 + MESSAGE_WINDOW_MS, quota: 5 });
+        let at = |rest: &str| {
+            window_change(
+                &parse(&format!(
+                    "<xml><ToUserName>gh</ToUserName><FromUserName>o</FromUserName><CreateTime>1</CreateTime>{rest}</xml>"
+                ))
+                .unwrap(),
+                1_000,
+                5,
+            )
+        };
+        assert_eq!(
+            at("<MsgType>text</MsgType><Content>x</Content><MsgId>1</MsgId>"),
+            WindowChange::Open { until_ms: 1_000 + MESSAGE_WINDOW_MS, quota: 5 }
+        );
         let minute = WindowChange::OpenUnlessLonger { until_ms: 61_000, quota: 3 };
         assert_eq!(at("<MsgType>event</MsgType><Event>subscribe</Event>"), minute);
         assert_eq!(at("<MsgType>event</MsgType><Event>CLICK</Event><EventKey>k</EventKey>"), minute);
@@ -166,13 +190,19 @@ mod tests {
         assert_eq!(at("<MsgType>event</MsgType><Event>scancode_push</Event><EventKey>k</EventKey>"), minute);
         assert_eq!(at("<MsgType>event</MsgType><Event>unsubscribe</Event>"), WindowChange::Close);
         assert_eq!(at("<MsgType>event</MsgType><Event>VIEW</Event><EventKey>u</EventKey>"), WindowChange::Keep);
-        assert_eq!(at("<MsgType>event</MsgType><Event>LOCATION</Event><Latitude>1</Latitude><Longitude>2</Longitude>"), WindowChange::Keep);
+        assert_eq!(
+            at("<MsgType>event</MsgType><Event>LOCATION</Event><Latitude>1</Latitude><Longitude>2</Longitude>"),
+            WindowChange::Keep
+        );
     }
 
     #[test]
     fn text_keeps_its_content_and_ids() {
         let m = convert("<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content><MsgId>9</MsgId>");
-        assert_eq!((m.account.as_str(), m.sender.as_str(), m.content.as_str(), m.msg_id.as_deref()), ("gh_a", "o_1", "hi", Some("9")));
+        assert_eq!(
+            (m.account.as_str(), m.sender.as_str(), m.content.as_str(), m.msg_id.as_deref()),
+            ("gh_a", "o_1", "hi", Some("9"))
+        );
         assert_eq!(m.create_time, 1_700_000_000);
     }
 
@@ -184,19 +214,27 @@ mod tests {
         let video = convert("<MsgType>shortvideo</MsgType><MediaId>m</MediaId><ThumbMediaId>t</ThumbMediaId><MsgId>1</MsgId>");
         assert_eq!(video.content, "[shortvideo]");
         assert_eq!(video.media.unwrap().thumb_media_id.as_deref(), Some("t"));
-        let voice = convert("<MsgType>voice</MsgType><MediaId>m</MediaId><Format>amr</Format><Recognition></Recognition><MsgId>1</MsgId>");
+        let voice = convert(
+            "<MsgType>voice</MsgType><MediaId>m</MediaId><Format>amr</Format><Recognition></Recognition><MsgId>1</MsgId>",
+        );
         assert_eq!(voice.content, "[voice]");
-        let location = convert("<MsgType>event</MsgType><Event>LOCATION</Event><Latitude>23.1</Latitude><Longitude>113.3</Longitude><Precision>119.3</Precision>");
+        let location = convert(
+            "<MsgType>event</MsgType><Event>LOCATION</Event><Latitude>23.1</Latitude><Longitude>113.3</Longitude><Precision>119.3</Precision>",
+        );
         assert_eq!(location.location.as_ref().unwrap().precision, Some(119.3));
         assert_eq!(location.event.unwrap().name, "location");
         let click = convert("<MsgType>event</MsgType><Event>CLICK</Event><EventKey>MENU_1</EventKey>");
         assert_eq!(click.content, "[event: click MENU_1]");
         let view = convert("<MsgType>event</MsgType><Event>VIEW</Event><EventKey>https://x</EventKey><MenuId>7</MenuId>");
         assert_eq!(view.event.unwrap().menu_id.as_deref(), Some("7"));
-        let file = convert("<MsgType>file</MsgType><Title>a.pdf</Title><Description></Description><FileKey>k</FileKey><FileMd5>md5</FileMd5><FileTotalLen>10</FileTotalLen><MsgId>1</MsgId>");
+        let file = convert(
+            "<MsgType>file</MsgType><Title>a.pdf</Title><Description></Description><FileKey>k</FileKey><FileMd5>md5</FileMd5><FileTotalLen>10</FileTotalLen><MsgId>1</MsgId>",
+        );
         assert_eq!(file.content, "[file] a.pdf");
         assert_eq!(file.file.unwrap().size, Some(10));
-        let other = convert("<MsgType>event</MsgType><Event>TEMPLATESENDJOBFINISH</Event><MsgID>200163836</MsgID><Status>success</Status>");
+        let other = convert(
+            "<MsgType>event</MsgType><Event>TEMPLATESENDJOBFINISH</Event><MsgID>200163836</MsgID><Status>success</Status>",
+        );
         let info = other.event.unwrap();
         assert_eq!(info.name, "TEMPLATESENDJOBFINISH");
         assert_eq!(info.fields.get("Status").map(String::as_str), Some("success"));

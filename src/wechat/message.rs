@@ -85,13 +85,7 @@ pub enum Body {
     Image { pic_url: String, media_id: String, msg_id: String },
     /// `voice`: `media_id` is 8 kHz when `format` is amr; `media_id_16k` is `MediaId16K`;
     /// `recognition` is mostly absent or empty nowadays (§2.3).
-    Voice {
-        media_id: String,
-        format: String,
-        recognition: Option<String>,
-        media_id_16k: Option<String>,
-        msg_id: String,
-    },
+    Voice { media_id: String, format: String, recognition: Option<String>, media_id_16k: Option<String>, msg_id: String },
     /// `video`.
     Video { media_id: String, thumb_media_id: String, msg_id: String },
     /// `shortvideo` (the fields of `video`).
@@ -102,14 +96,7 @@ pub enum Body {
     /// `link`.
     Link { title: String, description: String, url: String, msg_id: String },
     /// `file`, WeCom-style (not an Official Account type, §2.3); `file_total_len` is `FileTotalLen`.
-    File {
-        title: String,
-        description: String,
-        file_key: String,
-        file_md5: String,
-        file_total_len: Option<u64>,
-        msg_id: String,
-    },
+    File { title: String, description: String, file_key: String, file_md5: String, file_total_len: Option<u64>, msg_id: String },
     /// `event` (§2.4).
     Event(Event),
     /// Any other `MsgType` (e.g. `miniprogrampage`), kept leniently: `msg_type` as received, the
@@ -258,9 +245,7 @@ pub fn parse(xml: &str) -> Result<Push, MessageError> {
     let create_time = Get::num("CreateTime", &g.req("CreateTime")?)?;
     let msg_type = g.req("MsgType")?;
     let body = match msg_type.to_ascii_lowercase().as_str() {
-        "text" => {
-            Body::Text { content: g.req("Content")?, msg_id: g.req("MsgId")?, biz_msg_menu_id: g.opt("bizmsgmenuid") }
-        }
+        "text" => Body::Text { content: g.req("Content")?, msg_id: g.req("MsgId")?, biz_msg_menu_id: g.opt("bizmsgmenuid") },
         "image" => Body::Image { pic_url: g.req("PicUrl")?, media_id: g.req("MediaId")?, msg_id: g.req("MsgId")? },
         "voice" => Body::Voice {
             media_id: g.req("MediaId")?,
@@ -269,14 +254,10 @@ pub fn parse(xml: &str) -> Result<Push, MessageError> {
             media_id_16k: g.opt("MediaId16K"),
             msg_id: g.req("MsgId")?,
         },
-        "video" => {
-            Body::Video { media_id: g.req("MediaId")?, thumb_media_id: g.req("ThumbMediaId")?, msg_id: g.req("MsgId")? }
+        "video" => Body::Video { media_id: g.req("MediaId")?, thumb_media_id: g.req("ThumbMediaId")?, msg_id: g.req("MsgId")? },
+        "shortvideo" => {
+            Body::ShortVideo { media_id: g.req("MediaId")?, thumb_media_id: g.req("ThumbMediaId")?, msg_id: g.req("MsgId")? }
         }
-        "shortvideo" => Body::ShortVideo {
-            media_id: g.req("MediaId")?,
-            thumb_media_id: g.req("ThumbMediaId")?,
-            msg_id: g.req("MsgId")?,
-        },
         // §2.3: Location_X is the latitude, Location_Y the longitude.
         "location" => Body::Location {
             latitude: g.req_f64("Location_X")?,
@@ -285,12 +266,9 @@ pub fn parse(xml: &str) -> Result<Push, MessageError> {
             label: g.opt("Label"),
             msg_id: g.req("MsgId")?,
         },
-        "link" => Body::Link {
-            title: g.req("Title")?,
-            description: g.req("Description")?,
-            url: g.req("Url")?,
-            msg_id: g.req("MsgId")?,
-        },
+        "link" => {
+            Body::Link { title: g.req("Title")?, description: g.req("Description")?, url: g.req("Url")?, msg_id: g.req("MsgId")? }
+        }
         "file" => Body::File {
             title: g.req("Title")?,
             description: g.req("Description")?,
@@ -540,11 +518,7 @@ mod tests {
         header(&p, "toUser", "fromUser", 1348831860);
         assert_eq!(
             p.body,
-            Body::Image {
-                pic_url: "this is a url".into(),
-                media_id: "media_id".into(),
-                msg_id: "1234567890123456".into()
-            }
+            Body::Image { pic_url: "this is a url".into(), media_id: "media_id".into(), msg_id: "1234567890123456".into() }
         );
         assert_round_trips(&p);
     }
@@ -833,10 +807,7 @@ mod tests {
         );
         assert_round_trips(&p);
         assert_eq!(parse(&xml.replace("LOCATION", "location")).unwrap().body, p.body);
-        assert!(matches!(
-            parse(&xml.replace("<Latitude>23.137466</Latitude>", "")),
-            Err(MessageError::MissingField("Latitude"))
-        ));
+        assert!(matches!(parse(&xml.replace("<Latitude>23.137466</Latitude>", "")), Err(MessageError::MissingField("Latitude"))));
     }
 
     const CLICK: &str = r#"<xml>
@@ -913,11 +884,10 @@ mod tests {
         let p = parse(xml).unwrap();
         let Body::Event(Event::Other { event, fields }) = &p.body else { panic!("{p:?}") };
         assert_eq!(event, "scancode_waitmsg");
-        let expected: Fields =
-            [("EventKey", "6"), ("ScanCodeInfo.ScanResult", "2"), ("ScanCodeInfo.ScanType", "qrcode")]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect();
+        let expected: Fields = [("EventKey", "6"), ("ScanCodeInfo.ScanResult", "2"), ("ScanCodeInfo.ScanType", "qrcode")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
         assert_eq!(fields, &expected);
         assert_round_trips(&p);
     }
@@ -964,11 +934,7 @@ mod tests {
             to_user_name: "gh_1".into(),
             from_user_name: "o_1".into(),
             create_time: 1,
-            body: Body::Text {
-                content: "a]]>b]]]]>c<![CDATA[d&amp;".into(),
-                msg_id: "7".into(),
-                biz_msg_menu_id: None,
-            },
+            body: Body::Text { content: "a]]>b]]]]>c<![CDATA[d&amp;".into(), msg_id: "7".into(), biz_msg_menu_id: None },
         };
         let xml = to_xml(&push);
         assert!(xml.contains("]]]]><![CDATA[>"), "{xml}");
@@ -1029,11 +995,7 @@ mod tests {
             "<xml><?xml version=\"1.0\"?></xml>",
             "\u{0}\u{1}\u{2}binary",
         ] {
-            assert!(
-                matches!(parse_fields(xml), Err(MessageError::Malformed(_))),
-                "{xml:?} gave {:?}",
-                parse_fields(xml)
-            );
+            assert!(matches!(parse_fields(xml), Err(MessageError::Malformed(_))), "{xml:?} gave {:?}", parse_fields(xml));
         }
     }
 
@@ -1137,13 +1099,7 @@ mod tests {
                 media_id_16k: Some("m16".into()),
                 msg_id: id(),
             },
-            Body::Voice {
-                media_id: "m".into(),
-                format: "amr".into(),
-                recognition: None,
-                media_id_16k: None,
-                msg_id: id(),
-            },
+            Body::Voice { media_id: "m".into(), format: "amr".into(), recognition: None, media_id_16k: None, msg_id: id() },
             Body::Video { media_id: "m".into(), thumb_media_id: "t".into(), msg_id: id() },
             Body::ShortVideo { media_id: "m".into(), thumb_media_id: "t".into(), msg_id: id() },
             Body::Location {
@@ -1185,8 +1141,7 @@ mod tests {
             Body::Unknown { msg_type: "weird".into(), msg_id: None, fields: Fields::new() },
         ];
         for body in bodies {
-            let push =
-                Push { to_user_name: "gh_abc".into(), from_user_name: "oUser".into(), create_time: 1714112445, body };
+            let push = Push { to_user_name: "gh_abc".into(), from_user_name: "oUser".into(), create_time: 1714112445, body };
             assert_round_trips(&push);
         }
     }

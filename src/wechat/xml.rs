@@ -191,4 +191,3 @@ pub fn parse_fields(xml: &str) -> Result<Fields, MessageError> {
         }
     }
 }
-

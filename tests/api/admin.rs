@@ -40,7 +40,9 @@ async fn the_token_is_required_and_failed_messages_can_be_retried() {
     app.vonage.fail_next(1, 400, None);
     app.push(&app.wechat.text("o_admin", "will fail once"), PushMode::Plain).await;
     wait_for("a failed message", Duration::from_secs(10), || async {
-        api(&app, reqwest::Method::GET, "/messages?status=failed", Some(ADMIN)).await.1["messages"].as_array().is_some_and(|m| m.len() == 1)
+        api(&app, reqwest::Method::GET, "/messages?status=failed", Some(ADMIN)).await.1["messages"]
+            .as_array()
+            .is_some_and(|m| m.len() == 1)
     })
     .await;
     let (_, failed) = api(&app, reqwest::Method::GET, "/messages?status=failed&direction=inbound", Some(ADMIN)).await;

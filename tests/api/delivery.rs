@@ -54,10 +54,7 @@ async fn a_first_text_creates_user_conversation_member_and_posts_the_event() {
     assert_eq!(body["msgtype"], "text");
     assert_eq!(body["msg_id"], push.msg_id().unwrap());
 
-    wait_for("message delivered", WAIT, || async {
-        app.store.messages(None, 10).await.unwrap()[0].status == "delivered"
-    })
-    .await;
+    wait_for("message delivered", WAIT, || async { app.store.messages(None, 10).await.unwrap()[0].status == "delivered" }).await;
     let record = app.store.messages(None, 10).await.unwrap().remove(0);
     assert_eq!(body["bridge_message_id"], record.id.as_str());
     assert_eq!(record.platform_event_id.as_deref(), Some(event["id"].to_string().as_str()));
@@ -67,11 +64,26 @@ async fn a_first_text_creates_user_conversation_member_and_posts_the_event() {
 async fn media_location_link_and_events_carry_typed_extras() {
     let app = spawn_app().await;
     let pushes = [
-        xml("o_bob", "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event><EventKey><![CDATA[qrscene_42]]></EventKey><Ticket><![CDATA[TICKET]]></Ticket>"),
-        xml("o_bob", "<MsgType><![CDATA[image]]></MsgType><PicUrl><![CDATA[http://mmbiz.example/pic.jpg]]></PicUrl><MediaId><![CDATA[media_1]]></MediaId><MsgId>1001</MsgId>"),
-        xml("o_bob", "<MsgType><![CDATA[location]]></MsgType><Location_X>23.134521</Location_X><Location_Y>113.358803</Location_Y><Scale>20</Scale><Label><![CDATA[广州]]></Label><MsgId>1002</MsgId>"),
-        xml("o_bob", "<MsgType><![CDATA[voice]]></MsgType><MediaId><![CDATA[voice_1]]></MediaId><Format><![CDATA[amr]]></Format><Recognition><![CDATA[腾讯微信团队]]></Recognition><MsgId>1003</MsgId>"),
-        xml("o_bob", "<MsgType><![CDATA[link]]></MsgType><Title><![CDATA[Docs]]></Title><Description><![CDATA[Read me]]></Description><Url><![CDATA[https://example.com]]></Url><MsgId>1004</MsgId>"),
+        xml(
+            "o_bob",
+            "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event><EventKey><![CDATA[qrscene_42]]></EventKey><Ticket><![CDATA[TICKET]]></Ticket>",
+        ),
+        xml(
+            "o_bob",
+            "<MsgType><![CDATA[image]]></MsgType><PicUrl><![CDATA[http://mmbiz.example/pic.jpg]]></PicUrl><MediaId><![CDATA[media_1]]></MediaId><MsgId>1001</MsgId>",
+        ),
+        xml(
+            "o_bob",
+            "<MsgType><![CDATA[location]]></MsgType><Location_X>23.134521</Location_X><Location_Y>113.358803</Location_Y><Scale>20</Scale><Label><![CDATA[广州]]></Label><MsgId>1002</MsgId>",
+        ),
+        xml(
+            "o_bob",
+            "<MsgType><![CDATA[voice]]></MsgType><MediaId><![CDATA[voice_1]]></MediaId><Format><![CDATA[amr]]></Format><Recognition><![CDATA[腾讯微信团队]]></Recognition><MsgId>1003</MsgId>",
+        ),
+        xml(
+            "o_bob",
+            "<MsgType><![CDATA[link]]></MsgType><Title><![CDATA[Docs]]></Title><Description><![CDATA[Read me]]></Description><Url><![CDATA[https://example.com]]></Url><MsgId>1004</MsgId>",
+        ),
     ];
     for push in &pushes {
         assert_eq!(app.push(push, PushMode::Plain).await.status, 200);
@@ -107,7 +119,8 @@ async fn many_messages_from_one_user_arrive_in_order() {
         assert_eq!(app.push(&push, PushMode::Plain).await.status, 200);
     }
     wait_for_events(&app, 8).await;
-    let contents: Vec<String> = app.wechat_events().iter().map(|(_, e)| e["body"]["content"].as_str().unwrap().to_string()).collect();
+    let contents: Vec<String> =
+        app.wechat_events().iter().map(|(_, e)| e["body"]["content"].as_str().unwrap().to_string()).collect();
     assert_eq!(contents, (0..8).map(|i| format!("message {i}")).collect::<Vec<_>>());
 }
 
@@ -136,7 +149,11 @@ async fn vonage_failing_for_a_while_delays_but_loses_nothing() {
     let events = app.wechat_events();
     assert_eq!(events.len(), 6, "each message exactly once");
     for user in ["o_d1", "o_d2"] {
-        let contents: Vec<&str> = events.iter().filter(|(_, e)| e["body"]["from"] == user).map(|(_, e)| e["body"]["content"].as_str().unwrap()).collect();
+        let contents: Vec<&str> = events
+            .iter()
+            .filter(|(_, e)| e["body"]["from"] == user)
+            .map(|(_, e)| e["body"]["content"].as_str().unwrap())
+            .collect();
         assert_eq!(contents, (0..3).map(|i| format!("{user} {i}")).collect::<Vec<_>>());
     }
     assert_eq!(app.vonage.users().len(), 2);
@@ -169,7 +186,8 @@ async fn a_restart_in_the_middle_loses_nothing_and_creates_no_second_conversatio
     app.restart(WorkerMode::Background).await;
     app.push(&app.wechat.text("o_frank", "after restart"), PushMode::Safe).await;
     wait_for_events(&app, 4).await;
-    let contents: Vec<String> = app.wechat_events().iter().map(|(_, e)| e["body"]["content"].as_str().unwrap().to_string()).collect();
+    let contents: Vec<String> =
+        app.wechat_events().iter().map(|(_, e)| e["body"]["content"].as_str().unwrap().to_string()).collect();
     assert_eq!(contents, ["before restart 0", "before restart 1", "before restart 2", "after restart"]);
     assert_eq!(app.vonage.users().len(), 1);
     assert_eq!(app.vonage.conversations().len(), 1);
@@ -232,7 +250,8 @@ async fn an_existing_vonage_user_and_conversation_are_found_and_reused() {
         ("/v1/users", json!({"name": "wechat_o_jack", "display_name": "old"})),
         ("/v1/conversations", json!({"name": "wechat_o_jack", "display_name": "old"})),
     ] {
-        let status = http.post(format!("{base}{path}")).bearer_auth(minter.token().unwrap()).json(&body).send().await.unwrap().status();
+        let status =
+            http.post(format!("{base}{path}")).bearer_auth(minter.token().unwrap()).json(&body).send().await.unwrap().status();
         assert_eq!(status, 201);
     }
     app.push(&app.wechat.text("o_jack", "I am back"), PushMode::Plain).await;

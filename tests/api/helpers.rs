@@ -166,11 +166,7 @@ impl TestApp {
 
     /// `custom:wechat:message` events stored by the Vonage simulator, in all conversations.
     pub fn wechat_events(&self) -> Vec<(String, serde_json::Value)> {
-        self.vonage
-            .all_events()
-            .into_iter()
-            .filter(|(_, e)| e["type"] == "custom:wechat:message")
-            .collect()
+        self.vonage.all_events().into_iter().filter(|(_, e)| e["type"] == "custom:wechat:message").collect()
     }
 
     pub async fn message_count(&self) -> usize {

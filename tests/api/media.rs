@@ -21,7 +21,11 @@ async fn an_inbound_image_gets_a_signed_link_that_serves_its_bytes() {
         to_user_name: ACCOUNT.into(),
         from_user_name: "o_media".into(),
         create_time: wechat_bridge::store::now_ms() / 1000,
-        body: Body::Image { pic_url: "http://mmbiz.example/x.jpg".into(), media_id: media_id.clone(), msg_id: app.wechat.next_msg_id() },
+        body: Body::Image {
+            pic_url: "http://mmbiz.example/x.jpg".into(),
+            media_id: media_id.clone(),
+            msg_id: app.wechat.next_msg_id(),
+        },
     };
     assert_eq!(app.push(&push, PushMode::Safe).await.status, 200);
     wait_for("the image event", Duration::from_secs(10), || async { !app.wechat_events().is_empty() }).await;

@@ -45,7 +45,12 @@ async fn wait_statuses(app: &TestApp, conv: &str, n: usize) {
 async fn an_agent_reply_reaches_wechat_and_its_status_comes_back() {
     let app = spawn_app().await;
     let (conv, agent) = customer_writes(&app, "o_out_1").await;
-    let event = agent_says(&app, &conv, &agent, json!({"to": "o_out_1", "from": "agent", "content": "Your order ships today", "direction": "outbound"}));
+    let event = agent_says(
+        &app,
+        &conv,
+        &agent,
+        json!({"to": "o_out_1", "from": "agent", "content": "Your order ships today", "direction": "outbound"}),
+    );
     wait_sent(&app, 1).await;
     let sent = app.wechat.sent();
     assert_eq!(sent[0], json!({"touser": "o_out_1", "msgtype": "text", "text": {"content": "Your order ships today"}}));
@@ -67,7 +72,10 @@ async fn a_plain_vonage_message_event_is_relayed_without_to() {
     let app = spawn_app().await;
     let (conv, agent) = customer_writes(&app, "o_out_2").await;
     app.vonage
-        .post_event_as_client(&conv, json!({"type": "message", "from": agent, "body": {"message_type": "text", "text": "from a plain client"}}))
+        .post_event_as_client(
+            &conv,
+            json!({"type": "message", "from": agent, "body": {"message_type": "text", "text": "from a plain client"}}),
+        )
         .unwrap();
     wait_sent(&app, 1).await;
     assert_eq!(app.wechat.sent()[0]["touser"], "o_out_2");
@@ -224,7 +232,12 @@ async fn an_image_by_url_is_downloaded_uploaded_then_sent() {
     ))
     .await;
     let (conv, agent) = customer_writes(&app, "o_out_9").await;
-    agent_says(&app, &conv, &agent, json!({"msgtype": "image", "media": {"url": format!("{files}/pic.png")}, "direction": "outbound"}));
+    agent_says(
+        &app,
+        &conv,
+        &agent,
+        json!({"msgtype": "image", "media": {"url": format!("{files}/pic.png")}, "direction": "outbound"}),
+    );
     wait_sent(&app, 1).await;
     let sent = &app.wechat.sent()[0];
     assert_eq!(sent["msgtype"], "image");
@@ -237,10 +250,24 @@ async fn an_image_by_url_is_downloaded_uploaded_then_sent() {
     let token: Value = client
         .post(format!("{}/cgi-bin/stable_token", app.settings["WECHAT_API_BASE"]))
         .json(&json!({"grant_type": "client_credential", "appid": APP_ID, "secret": APP_SECRET}))
-        .send().await.unwrap().json().await.unwrap();
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let stored = client
-        .get(format!("{}/cgi-bin/media/get?access_token={}&media_id={media_id}", app.settings["WECHAT_API_BASE"], token["access_token"].as_str().unwrap()))
-        .send().await.unwrap().bytes().await.unwrap();
+        .get(format!(
+            "{}/cgi-bin/media/get?access_token={}&media_id={media_id}",
+            app.settings["WECHAT_API_BASE"],
+            token["access_token"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     assert_eq!(stored.to_vec(), png);
 }
 

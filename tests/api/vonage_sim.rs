@@ -10,10 +10,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use wechat_bridge::sim::keys::generate_rsa_keypair;
-use wechat_bridge::sim::vonage::{VonageSim, VonageSimConfig};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use wechat_bridge::sim::keys::generate_rsa_keypair;
+use wechat_bridge::sim::vonage::{VonageSim, VonageSimConfig};
 
 const APP_ID: &str = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab";
 const SECRET: &str = "a-signature-secret-of-some-length";
@@ -43,12 +43,8 @@ fn jwt_with(private_pem: &str, extra: Value) -> String {
             claims[k] = v.clone();
         }
     }
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::RS256),
-        &claims,
-        &EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap(),
-    )
-    .unwrap()
+    jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap())
+        .unwrap()
 }
 
 fn jwt() -> String {
@@ -77,19 +73,10 @@ impl Harness {
         tweak(&mut cfg);
         let sim = VonageSim::new(cfg);
         let base = serve(sim.router()).await;
-        Harness {
-            sim,
-            base,
-            http: reqwest::Client::new(),
-        }
+        Harness { sim, base, http: reqwest::Client::new() }
     }
 
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, HeaderMap, Value) {
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, HeaderMap, Value) {
         self.call_with_token(method, path, body, &jwt()).await
     }
 
@@ -100,10 +87,7 @@ impl Harness {
         body: Option<Value>,
         token: &str,
     ) -> (StatusCode, HeaderMap, Value) {
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base))
-            .bearer_auth(token);
+        let mut req = self.http.request(method.parse().unwrap(), format!("{}{path}", self.base)).bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -111,27 +95,19 @@ impl Harness {
         let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
-        let json = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap()
-        };
+        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() };
         (status, headers, json)
     }
 
     async fn conversation(&self, name: &str) -> String {
-        let (s, _, c) = self
-            .call("POST", "/v1/conversations", Some(json!({"name": name})))
-            .await;
+        let (s, _, c) = self.call("POST", "/v1/conversations", Some(json!({"name": name}))).await;
         assert_eq!(s, StatusCode::CREATED, "{c}");
         c["id"].as_str().unwrap().to_owned()
     }
 
     /// A user joined to `conv`; returns (user id, member id).
     async fn joined(&self, conv: &str, name: &str) -> (String, String) {
-        let (_, _, u) = self
-            .call("POST", "/v1/users", Some(json!({"name": name})))
-            .await;
+        let (_, _, u) = self.call("POST", "/v1/users", Some(json!({"name": name}))).await;
         let uid = u["id"].as_str().unwrap().to_owned();
         let (s, _, m) = self
             .call(
@@ -145,13 +121,7 @@ impl Harness {
     }
 }
 
-fn assert_problem(
-    status: StatusCode,
-    headers: &HeaderMap,
-    body: &Value,
-    want: StatusCode,
-    code: &str,
-) {
+fn assert_problem(status: StatusCode, headers: &HeaderMap, body: &Value, want: StatusCode, code: &str) {
     assert_eq!(status, want, "{body}");
     assert_eq!(headers["content-type"], "application/problem+json");
     assert_eq!(body["code"], code, "{body}");
@@ -176,57 +146,21 @@ async fn jwt_rules() {
     };
     let body = check("not-a-jwt".into(), "system:error:invalid-token").await;
     assert_eq!(body["title"], "Unauthorized");
-    assert_eq!(
-        body["type"],
-        "https://developer.vonage.com/api/conversation#system:error:invalid-token"
-    );
-    assert_eq!(
-        body["detail"],
-        "You did not provide a valid token. Please provide a valid token."
-    );
+    assert_eq!(body["type"], "https://developer.vonage.com/api/conversation#system:error:invalid-token");
+    assert_eq!(body["detail"], "You did not provide a valid token. Please provide a valid token.");
     assert!(uuid::Uuid::parse_str(body["instance"].as_str().unwrap()).is_ok());
 
     let (other_private, _) = generate_rsa_keypair();
-    check(
-        jwt_with(&other_private, json!({})),
-        "system:error:invalid-token",
-    )
-    .await;
-    check(
-        jwt_with(&keys().0, json!({"application_id": "someone-else"})),
-        "system:error:invalid-token",
-    )
-    .await;
-    check(
-        jwt_with(&keys().0, json!({"jti": null})),
-        "system:error:invalid-token",
-    )
-    .await;
-    check(
-        jwt_with(&keys().0, json!({"iat": null})),
-        "system:error:invalid-token",
-    )
-    .await;
-    check(
-        jwt_with(&keys().0, json!({"exp": null})),
-        "system:error:invalid-token",
-    )
-    .await;
+    check(jwt_with(&other_private, json!({})), "system:error:invalid-token").await;
+    check(jwt_with(&keys().0, json!({"application_id": "someone-else"})), "system:error:invalid-token").await;
+    check(jwt_with(&keys().0, json!({"jti": null})), "system:error:invalid-token").await;
+    check(jwt_with(&keys().0, json!({"iat": null})), "system:error:invalid-token").await;
+    check(jwt_with(&keys().0, json!({"exp": null})), "system:error:invalid-token").await;
     // Lifetime over 24 h (§1.1).
-    check(
-        jwt_with(&keys().0, json!({"exp": now() + 25 * 3600})),
-        "system:error:invalid-token",
-    )
-    .await;
-    let expired = check(
-        jwt_with(&keys().0, json!({"iat": now() - 1000, "exp": now() - 100})),
-        "system:error:expired-token",
-    )
-    .await;
-    assert_eq!(
-        expired["detail"],
-        "You provided an expired token. Please provide a valid token."
-    );
+    check(jwt_with(&keys().0, json!({"exp": now() + 25 * 3600})), "system:error:invalid-token").await;
+    let expired =
+        check(jwt_with(&keys().0, json!({"iat": now() - 1000, "exp": now() - 100})), "system:error:expired-token").await;
+    assert_eq!(expired["detail"], "You provided an expired token. Please provide a valid token.");
     // HS256 with any secret is not an application JWT.
     let hs = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -235,12 +169,7 @@ async fn jwt_rules() {
     )
     .unwrap();
     check(hs, "system:error:invalid-token").await;
-    let no_header = h
-        .http
-        .get(format!("{}/v1/users", h.base))
-        .send()
-        .await
-        .unwrap();
+    let no_header = h.http.get(format!("{}/v1/users", h.base)).send().await.unwrap();
     assert_eq!(no_header.status(), 401);
 
     // A valid token passes, and its jti is recorded (twice when reused).
@@ -249,14 +178,7 @@ async fn jwt_rules() {
         let (s, _, _) = h.call_with_token("GET", "/v1/users", None, &token).await;
         assert_eq!(s, StatusCode::OK);
     }
-    assert_eq!(
-        h.sim
-            .jwt_ids()
-            .iter()
-            .filter(|j| *j == "reused-jti")
-            .count(),
-        2
-    );
+    assert_eq!(h.sim.jwt_ids().iter().filter(|j| *j == "reused-jti").count(), 2);
 }
 
 // ---- users -----------------------------------------------------------------------------
@@ -264,34 +186,17 @@ async fn jwt_rules() {
 #[tokio::test]
 async fn users_create_duplicate_get_list() {
     let h = Harness::start(|_| {}).await;
-    let (s, _, u) = h
-        .call(
-            "POST",
-            "/v1/users",
-            Some(json!({"name": "wechat-bridge", "display_name": "WeChat"})),
-        )
-        .await;
+    let (s, _, u) = h.call("POST", "/v1/users", Some(json!({"name": "wechat-bridge", "display_name": "WeChat"}))).await;
     assert_eq!(s, StatusCode::CREATED);
     let id = u["id"].as_str().unwrap();
     assert!(id.starts_with("USR-") && id.len() == 40, "{id}");
     assert_eq!(u["name"], "wechat-bridge");
     assert_eq!(u["display_name"], "WeChat");
     assert_eq!(u["properties"], json!({"custom_data": {}}));
-    assert_eq!(
-        u["_links"]["self"]["href"],
-        format!("{}/v1/users/{id}", h.base)
-    );
+    assert_eq!(u["_links"]["self"]["href"], format!("{}/v1/users/{id}", h.base));
 
-    let (s, hd, b) = h
-        .call("POST", "/v1/users", Some(json!({"name": "wechat-bridge"})))
-        .await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::CONFLICT,
-        "user:error:duplicate-name",
-    );
+    let (s, hd, b) = h.call("POST", "/v1/users", Some(json!({"name": "wechat-bridge"}))).await;
+    assert_problem(s, &hd, &b, StatusCode::CONFLICT, "user:error:duplicate-name");
 
     let (s, _, list) = h.call("GET", "/v1/users?name=wechat-bridge", None).await;
     assert_eq!(s, StatusCode::OK);
@@ -303,26 +208,12 @@ async fn users_create_duplicate_get_list() {
     let (s, _, got) = h.call("GET", &format!("/v1/users/{id}"), None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(got, u);
-    let (s, hd, b) = h
-        .call(
-            "GET",
-            "/v1/users/USR-00000000-0000-0000-0000-000000000000",
-            None,
-        )
-        .await;
+    let (s, hd, b) = h.call("GET", "/v1/users/USR-00000000-0000-0000-0000-000000000000", None).await;
     assert_problem(s, &hd, &b, StatusCode::NOT_FOUND, "user:error:not-found");
 
     // Unknown keys are rejected like the real validator does.
-    let (s, hd, b) = h
-        .call("POST", "/v1/users", Some(json!({"nmae": "typo"})))
-        .await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::BAD_REQUEST,
-        "http:error:validation-fail",
-    );
+    let (s, hd, b) = h.call("POST", "/v1/users", Some(json!({"nmae": "typo"}))).await;
+    assert_problem(s, &hd, &b, StatusCode::BAD_REQUEST, "http:error:validation-fail");
     assert_eq!(h.sim.users().len(), 1);
     assert_eq!(h.sim.request_count("POST", "/v1/users"), 3);
 }
@@ -348,81 +239,32 @@ async fn conversations_create_conflict_validate_paginate() {
     assert_eq!(c["properties"]["custom_data"]["wechat_openid"], "o1");
     assert!(humantime::parse_rfc3339(c["timestamp"]["created"].as_str().unwrap()).is_ok());
 
-    let (s, hd, b) = h
-        .call(
-            "POST",
-            "/v1/conversations",
-            Some(json!({"name": "wechat-o1"})),
-        )
-        .await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::CONFLICT,
-        "conversation:error:duplicate-name",
-    );
+    let (s, hd, b) = h.call("POST", "/v1/conversations", Some(json!({"name": "wechat-o1"}))).await;
+    assert_problem(s, &hd, &b, StatusCode::CONFLICT, "conversation:error:duplicate-name");
     assert_eq!(
         b["detail"],
         "The request failed because the conversation name already exists. Please provide a unique conversation name and try again."
     );
 
-    let (s, hd, b) = h
-        .call(
-            "POST",
-            "/v1/conversations",
-            Some(json!({"name": "n".repeat(101)})),
-        )
-        .await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::BAD_REQUEST,
-        "http:error:validation-fail",
-    );
+    let (s, hd, b) = h.call("POST", "/v1/conversations", Some(json!({"name": "n".repeat(101)}))).await;
+    assert_problem(s, &hd, &b, StatusCode::BAD_REQUEST, "http:error:validation-fail");
     assert_eq!(b["invalid_parameters"][0]["name"], "name");
-    let (s, hd, b) = h
-        .call(
-            "POST",
-            "/v1/conversations",
-            Some(json!({"display_name": "d".repeat(51)})),
-        )
-        .await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::BAD_REQUEST,
-        "http:error:validation-fail",
-    );
+    let (s, hd, b) = h.call("POST", "/v1/conversations", Some(json!({"display_name": "d".repeat(51)}))).await;
+    assert_problem(s, &hd, &b, StatusCode::BAD_REQUEST, "http:error:validation-fail");
     assert_eq!(b["invalid_parameters"][0]["name"], "display_name");
     // Exactly at the limits is fine.
-    let (s, _, _) = h
-        .call(
-            "POST",
-            "/v1/conversations",
-            Some(json!({"name": "n".repeat(100), "display_name": "d".repeat(50)})),
-        )
-        .await;
+    let (s, _, _) =
+        h.call("POST", "/v1/conversations", Some(json!({"name": "n".repeat(100), "display_name": "d".repeat(50)}))).await;
     assert_eq!(s, StatusCode::CREATED);
     let (s, _, _) = h.call("POST", "/v1/conversations", None).await;
-    assert_eq!(
-        s,
-        StatusCode::CREATED,
-        "unnamed conversations get a generated name"
-    );
+    assert_eq!(s, StatusCode::CREATED, "unnamed conversations get a generated name");
 
     // Three conversations, pages of two.
     let (s, _, p1) = h.call("GET", "/v1/conversations?page_size=2", None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(p1["page_size"], 2);
-    let first: Vec<&str> = p1["_embedded"]["conversations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
+    let first: Vec<&str> =
+        p1["_embedded"]["conversations"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(first.len(), 2);
     assert_eq!(first[0], id);
     let next = p1["_links"]["next"]["href"].as_str().unwrap();
@@ -435,27 +277,13 @@ async fn conversations_create_conflict_validate_paginate() {
     assert!(p2["_links"].get("next").is_none(), "{}", p2["_links"]);
 
     let (s, hd, b) = h.call("GET", "/v1/conversations?page_size=101", None).await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::BAD_REQUEST,
-        "http:error:validation-fail",
-    );
+    assert_problem(s, &hd, &b, StatusCode::BAD_REQUEST, "http:error:validation-fail");
 
-    let (s, _, got) = h
-        .call("GET", &format!("/v1/conversations/{id}"), None)
-        .await;
+    let (s, _, got) = h.call("GET", &format!("/v1/conversations/{id}"), None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(got["name"], "wechat-o1");
     let (s, hd, b) = h.call("GET", "/v1/conversations/CON-nope", None).await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::NOT_FOUND,
-        "conversation:error:not-found",
-    );
+    assert_problem(s, &hd, &b, StatusCode::NOT_FOUND, "conversation:error:not-found");
 }
 
 // ---- members ---------------------------------------------------------------------------
@@ -464,13 +292,7 @@ async fn conversations_create_conflict_validate_paginate() {
 async fn members_join_once() {
     let h = Harness::start(|_| {}).await;
     let conv = h.conversation("c-members").await;
-    let (_, _, u) = h
-        .call(
-            "POST",
-            "/v1/users",
-            Some(json!({"name": "bridge", "display_name": "Bridge"})),
-        )
-        .await;
+    let (_, _, u) = h.call("POST", "/v1/users", Some(json!({"name": "bridge", "display_name": "Bridge"}))).await;
     let uid = u["id"].as_str().unwrap();
     let path = format!("/v1/conversations/{conv}/members");
     let req = json!({"user": {"id": uid}, "state": "joined", "channel": {"type": "app"}});
@@ -486,80 +308,23 @@ async fn members_join_once() {
     assert_eq!(m["channel"]["type"], "app");
 
     let (s, hd, b) = h.call("POST", &path, Some(req.clone())).await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::BAD_REQUEST,
-        "conversation:error:member-already-joined",
-    );
+    assert_problem(s, &hd, &b, StatusCode::BAD_REQUEST, "conversation:error:member-already-joined");
 
     // By user name, as some live code does (§2.3).
-    let (s, hd, b) = h
-        .call(
-            "POST",
-            &path,
-            Some(
-                json!({"user": {"name": "bridge"}, "state": "JOINED", "channel": {"type": "app"}}),
-            ),
-        )
-        .await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::BAD_REQUEST,
-        "conversation:error:member-already-joined",
-    );
+    let (s, hd, b) =
+        h.call("POST", &path, Some(json!({"user": {"name": "bridge"}, "state": "JOINED", "channel": {"type": "app"}}))).await;
+    assert_problem(s, &hd, &b, StatusCode::BAD_REQUEST, "conversation:error:member-already-joined");
 
-    let (s, hd, b) = h
-        .call(
-            "POST",
-            &path,
-            Some(
-                json!({"user": {"id": "USR-nope"}, "state": "joined", "channel": {"type": "app"}}),
-            ),
-        )
-        .await;
+    let (s, hd, b) =
+        h.call("POST", &path, Some(json!({"user": {"id": "USR-nope"}, "state": "joined", "channel": {"type": "app"}}))).await;
     assert_problem(s, &hd, &b, StatusCode::NOT_FOUND, "user:error:not-found");
-    let (s, hd, b) = h
-        .call("POST", "/v1/conversations/CON-nope/members", Some(req))
-        .await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::NOT_FOUND,
-        "conversation:error:not-found",
-    );
-    let (s, hd, b) = h
-        .call(
-            "POST",
-            &path,
-            Some(json!({"user": {"id": uid}, "channel": {"type": "app"}})),
-        )
-        .await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::BAD_REQUEST,
-        "http:error:validation-fail",
-    );
-    let (s, hd, b) = h
-        .call(
-            "POST",
-            &path,
-            Some(json!({"user": {"id": uid}, "state": "joined", "channel": {"type": "pigeon"}})),
-        )
-        .await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::BAD_REQUEST,
-        "http:error:validation-fail",
-    );
+    let (s, hd, b) = h.call("POST", "/v1/conversations/CON-nope/members", Some(req)).await;
+    assert_problem(s, &hd, &b, StatusCode::NOT_FOUND, "conversation:error:not-found");
+    let (s, hd, b) = h.call("POST", &path, Some(json!({"user": {"id": uid}, "channel": {"type": "app"}}))).await;
+    assert_problem(s, &hd, &b, StatusCode::BAD_REQUEST, "http:error:validation-fail");
+    let (s, hd, b) =
+        h.call("POST", &path, Some(json!({"user": {"id": uid}, "state": "joined", "channel": {"type": "pigeon"}}))).await;
+    assert_problem(s, &hd, &b, StatusCode::BAD_REQUEST, "http:error:validation-fail");
 
     let (s, _, list) = h.call("GET", &path, None).await;
     assert_eq!(s, StatusCode::OK);
@@ -576,14 +341,9 @@ async fn members_join_once() {
     assert_eq!(events[0]["id"], 1);
     assert_eq!(events[0]["from"], mid);
 
-    let (_, _, uc) = h
-        .call("GET", &format!("/v1/users/{uid}/conversations"), None)
-        .await;
+    let (_, _, uc) = h.call("GET", &format!("/v1/users/{uid}/conversations"), None).await;
     assert_eq!(uc["_embedded"]["conversations"][0]["id"], conv);
-    assert_eq!(
-        uc["_embedded"]["conversations"][0]["_embedded"]["member"]["id"],
-        mid
-    );
+    assert_eq!(uc["_embedded"]["conversations"][0]["_embedded"]["member"]["id"], mid);
 }
 
 // ---- events ----------------------------------------------------------------------------
@@ -597,13 +357,7 @@ async fn custom_event_rules() {
 
     let big = json!({"type": "custom:wechat:message", "from": mid, "body": {"content": "x".repeat(4097)}});
     let (s, hd, b) = h.call("POST", &path, Some(big)).await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::BAD_REQUEST,
-        "http:error:validation-fail",
-    );
+    assert_problem(s, &hd, &b, StatusCode::BAD_REQUEST, "http:error:validation-fail");
     assert!(b["detail"].as_str().unwrap().contains("4096"), "{b}");
 
     // 4096 bytes exactly is allowed: {"content":"…"} has 14 bytes of framing.
@@ -611,76 +365,21 @@ async fn custom_event_rules() {
     let (s, _, e) = h.call("POST", &path, Some(max)).await;
     assert_eq!(s, StatusCode::CREATED, "{e}");
 
-    for bad_type in [
-        "custom:has space",
-        "custom:",
-        "custom:dots.not.allowed",
-        &format!("custom:{}", "a".repeat(94)),
-    ] {
-        let (s, hd, b) = h
-            .call("POST", &path, Some(json!({"type": bad_type, "body": {}})))
-            .await;
-        assert_problem(
-            s,
-            &hd,
-            &b,
-            StatusCode::BAD_REQUEST,
-            "http:error:validation-fail",
-        );
+    for bad_type in ["custom:has space", "custom:", "custom:dots.not.allowed", &format!("custom:{}", "a".repeat(94))] {
+        let (s, hd, b) = h.call("POST", &path, Some(json!({"type": bad_type, "body": {}}))).await;
+        assert_problem(s, &hd, &b, StatusCode::BAD_REQUEST, "http:error:validation-fail");
         assert_eq!(b["invalid_parameters"][0]["name"], "type");
     }
-    let (s, hd, b) = h
-        .call(
-            "POST",
-            &path,
-            Some(json!({"type": "custom:x", "body": "text"})),
-        )
-        .await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::BAD_REQUEST,
-        "http:error:validation-fail",
-    );
-    let (s, hd, b) = h
-        .call(
-            "POST",
-            &path,
-            Some(json!({"type": "member:joined", "body": {}})),
-        )
-        .await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::BAD_REQUEST,
-        "conversation:error:invalid-event",
-    );
-    let (s, hd, b) = h
-        .call(
-            "POST",
-            &path,
-            Some(json!({"type": "custom:x", "from": "MEM-stranger", "body": {}})),
-        )
-        .await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::BAD_REQUEST,
-        "conversation:error:invalid-event",
-    );
+    let (s, hd, b) = h.call("POST", &path, Some(json!({"type": "custom:x", "body": "text"}))).await;
+    assert_problem(s, &hd, &b, StatusCode::BAD_REQUEST, "http:error:validation-fail");
+    let (s, hd, b) = h.call("POST", &path, Some(json!({"type": "member:joined", "body": {}}))).await;
+    assert_problem(s, &hd, &b, StatusCode::BAD_REQUEST, "conversation:error:invalid-event");
+    let (s, hd, b) = h.call("POST", &path, Some(json!({"type": "custom:x", "from": "MEM-stranger", "body": {}}))).await;
+    assert_problem(s, &hd, &b, StatusCode::BAD_REQUEST, "conversation:error:invalid-event");
     assert!(b["detail"].as_str().unwrap().contains("MEM-stranger"));
 
     let body = json!({"to": "gh_1", "from": "o1", "content": "你好", "direction": "inbound", "msgtype": "text"});
-    let (s, _, e) = h
-        .call(
-            "POST",
-            &path,
-            Some(json!({"type": "custom:wechat:message", "from": mid, "body": body})),
-        )
-        .await;
+    let (s, _, e) = h.call("POST", &path, Some(json!({"type": "custom:wechat:message", "from": mid, "body": body}))).await;
     assert_eq!(s, StatusCode::CREATED, "{e}");
     assert_eq!(e["id"], 3, "1 = member:joined, 2 = the 4096-byte event");
     assert!(e["id"].is_u64());
@@ -696,64 +395,26 @@ async fn custom_event_rules() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{m}");
     assert_eq!(m["id"], 4);
-    let (s, hd, b) = h
-        .call(
-            "POST",
-            &path,
-            Some(json!({"type": "message", "body": {"message_type": "image"}})),
-        )
-        .await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::BAD_REQUEST,
-        "http:error:validation-fail",
-    );
+    let (s, hd, b) = h.call("POST", &path, Some(json!({"type": "message", "body": {"message_type": "image"}}))).await;
+    assert_problem(s, &hd, &b, StatusCode::BAD_REQUEST, "http:error:validation-fail");
 
     // List: `_embedded` is an array; cursor pages; start_id filters.
-    let (s, _, p1) = h
-        .call("GET", &format!("{path}?page_size=3&order=asc"), None)
-        .await;
+    let (s, _, p1) = h.call("GET", &format!("{path}?page_size=3&order=asc"), None).await;
     assert_eq!(s, StatusCode::OK);
-    let ids: Vec<u64> = p1["_embedded"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_u64().unwrap())
-        .collect();
+    let ids: Vec<u64> = p1["_embedded"].as_array().unwrap().iter().map(|e| e["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, [1, 2, 3]);
-    let next = p1["_links"]["next"]["href"]
-        .as_str()
-        .unwrap()
-        .strip_prefix(&h.base)
-        .unwrap()
-        .to_owned();
+    let next = p1["_links"]["next"]["href"].as_str().unwrap().strip_prefix(&h.base).unwrap().to_owned();
     let (_, _, p2) = h.call("GET", &next, None).await;
-    let ids: Vec<u64> = p2["_embedded"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_u64().unwrap())
-        .collect();
+    let ids: Vec<u64> = p2["_embedded"].as_array().unwrap().iter().map(|e| e["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, [4]);
     assert!(p2["_links"].get("next").is_none());
-    let (_, _, tail) = h
-        .call("GET", &format!("{path}?start_id=3&order=desc"), None)
-        .await;
-    let ids: Vec<u64> = tail["_embedded"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_u64().unwrap())
-        .collect();
+    let (_, _, tail) = h.call("GET", &format!("{path}?start_id=3&order=desc"), None).await;
+    let ids: Vec<u64> = tail["_embedded"].as_array().unwrap().iter().map(|e| e["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, [4, 3]);
     let (s, _, one) = h.call("GET", &format!("{path}/3"), None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(one["body"], body);
-    let (_, _, conv_now) = h
-        .call("GET", &format!("/v1/conversations/{conv}"), None)
-        .await;
+    let (_, _, conv_now) = h.call("GET", &format!("/v1/conversations/{conv}"), None).await;
     assert_eq!(conv_now["sequence_number"], 4);
 }
 
@@ -764,53 +425,25 @@ async fn fail_next_429_with_retry_after_then_success() {
     let h = Harness::start(|_| {}).await;
     h.sim.fail_next(2, 429, Some(1));
     for _ in 0..2 {
-        let (s, hd, b) = h
-            .call("POST", "/v1/users", Some(json!({"name": "u"})))
-            .await;
-        assert_problem(
-            s,
-            &hd,
-            &b,
-            StatusCode::TOO_MANY_REQUESTS,
-            "http:error:too-many-request",
-        );
+        let (s, hd, b) = h.call("POST", "/v1/users", Some(json!({"name": "u"}))).await;
+        assert_problem(s, &hd, &b, StatusCode::TOO_MANY_REQUESTS, "http:error:too-many-request");
         assert_eq!(hd["retry-after"], "1");
         assert_eq!(b["title"], "Too Many Requests.");
-        assert_eq!(
-            b["type"],
-            "https://developer.nexmo.com/api/conversation#http:error:too-many-request"
-        );
-        assert_eq!(
-            b["detail"],
-            "You have exceeded your request limit. You can try again shortly."
-        );
+        assert_eq!(b["type"], "https://developer.nexmo.com/api/conversation#http:error:too-many-request");
+        assert_eq!(b["detail"], "You have exceeded your request limit. You can try again shortly.");
     }
-    let (s, _, u) = h
-        .call("POST", "/v1/users", Some(json!({"name": "u"})))
-        .await;
+    let (s, _, u) = h.call("POST", "/v1/users", Some(json!({"name": "u"}))).await;
     assert_eq!(s, StatusCode::CREATED, "{u}");
     assert_eq!(h.sim.users().len(), 1, "failed requests store nothing");
 
     h.sim.fail_next(1, 500, None);
     let (s, hd, b) = h.call("GET", "/v1/users", None).await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "http:error:db-unavailable",
-    );
+    assert_problem(s, &hd, &b, StatusCode::INTERNAL_SERVER_ERROR, "http:error:db-unavailable");
     assert!(hd.get("retry-after").is_none());
 
     h.sim.set_down(true);
     let (s, hd, b) = h.call("GET", "/v1/users", None).await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "http:error:service-not-available",
-    );
+    assert_problem(s, &hd, &b, StatusCode::SERVICE_UNAVAILABLE, "http:error:service-not-available");
     h.sim.set_down(false);
     let (s, _, _) = h.call("GET", "/v1/users", None).await;
     assert_eq!(s, StatusCode::OK);
@@ -835,28 +468,12 @@ async fn faults_and_state_over_http() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let (s, hd, b) = h.call("GET", "/v1/conversations", None).await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "http:error:service-not-available",
-    );
+    assert_problem(s, &hd, &b, StatusCode::SERVICE_UNAVAILABLE, "http:error:service-not-available");
     assert_eq!(hd["retry-after"], "2");
-    h.http
-        .post(format!("{}/_sim/faults", h.base))
-        .json(&json!({"down": true}))
-        .send()
-        .await
-        .unwrap();
+    h.http.post(format!("{}/_sim/faults", h.base)).json(&json!({"down": true})).send().await.unwrap();
     let (s, _, _) = h.call("GET", "/v1/conversations", None).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
-    h.http
-        .post(format!("{}/_sim/faults", h.base))
-        .json(&json!({"down": false}))
-        .send()
-        .await
-        .unwrap();
+    h.http.post(format!("{}/_sim/faults", h.base)).json(&json!({"down": false})).send().await.unwrap();
 
     let conv = h.conversation("c-state").await;
     let agent = h
@@ -872,36 +489,17 @@ async fn faults_and_state_over_http() {
     let r = h
         .http
         .post(format!("{}/_sim/conversations/{conv}/events", h.base))
-        .json(
-            &json!({"type": "custom:wechat:message", "from": agent["member_id"],
-                      "body": {"to": "o1", "content": "hi", "direction": "outbound"}}),
-        )
+        .json(&json!({"type": "custom:wechat:message", "from": agent["member_id"],
+                      "body": {"to": "o1", "content": "hi", "direction": "outbound"}}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let state: Value = h
-        .http
-        .get(format!("{}/_sim/state", h.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state: Value = h.http.get(format!("{}/_sim/state", h.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(state["users"][0]["name"], "agent1");
     assert_eq!(state["conversations"][0]["id"], conv);
-    assert_eq!(
-        state["conversations"][0]["members"][0]["id"],
-        agent["member_id"]
-    );
-    assert_eq!(
-        state["conversations"][0]["events"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(state["conversations"][0]["members"][0]["id"], agent["member_id"]);
+    assert_eq!(state["conversations"][0]["events"].as_array().unwrap().len(), 2);
     assert_eq!(state["application"]["id"], APP_ID);
 }
 
@@ -921,20 +519,11 @@ impl Receiver {
         let app = axum::Router::new()
             .route(
                 "/rtc",
-                post(
-                    |State(r): State<Receiver>, headers: HeaderMap, body: Bytes| async move {
-                        r.got.lock().unwrap().push((headers, body));
-                        let fail = r
-                            .fail_first
-                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                            .is_ok();
-                        if fail {
-                            StatusCode::INTERNAL_SERVER_ERROR
-                        } else {
-                            StatusCode::OK
-                        }
-                    },
-                ),
+                post(|State(r): State<Receiver>, headers: HeaderMap, body: Bytes| async move {
+                    r.got.lock().unwrap().push((headers, body));
+                    let fail = r.fail_first.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+                    if fail { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }
+                }),
             )
             .with_state(r.clone());
         let base = serve(app).await;
@@ -949,14 +538,8 @@ impl Receiver {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         let got = self.got.lock().unwrap().clone();
-        assert!(
-            got.len() >= n,
-            "expected {n} webhook requests, got {}",
-            got.len()
-        );
-        got.into_iter()
-            .map(|(h, b)| (h, serde_json::from_slice(&b).unwrap(), b))
-            .collect()
+        assert!(got.len() >= n, "expected {n} webhook requests, got {}", got.len());
+        got.into_iter().map(|(h, b)| (h, serde_json::from_slice(&b).unwrap(), b)).collect()
     }
 }
 
@@ -982,10 +565,7 @@ async fn rtc_events_arrive_in_order_and_signed() {
         assert_eq!(s, StatusCode::CREATED);
     }
     let got = rx.wait_for(6).await;
-    let ids: Vec<u64> = got
-        .iter()
-        .map(|(_, v, _)| v["id"].as_u64().unwrap())
-        .collect();
+    let ids: Vec<u64> = got.iter().map(|(_, v, _)| v["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, [1, 2, 3, 4, 5, 6]);
     assert_eq!(got[0].1["type"], "member:joined");
     let (headers, ev, _) = &got[3];
@@ -1000,30 +580,18 @@ async fn rtc_events_arrive_in_order_and_signed() {
     assert_eq!(headers["content-type"], "application/json");
 
     for (headers, _, raw_body) in &got {
-        let token = headers["authorization"]
-            .to_str()
-            .unwrap()
-            .strip_prefix("Bearer ")
-            .unwrap();
+        let token = headers["authorization"].to_str().unwrap().strip_prefix("Bearer ").unwrap();
         let mut v = Validation::new(Algorithm::HS256);
         v.required_spec_claims.clear();
         v.validate_exp = false;
-        let claims =
-            jsonwebtoken::decode::<Value>(token, &DecodingKey::from_secret(SECRET.as_bytes()), &v)
-                .unwrap()
-                .claims;
+        let claims = jsonwebtoken::decode::<Value>(token, &DecodingKey::from_secret(SECRET.as_bytes()), &v).unwrap().claims;
         assert_eq!(claims["iss"], "Vonage");
         assert_eq!(claims["api_key"], "key123");
         assert_eq!(claims["application_id"], APP_ID);
         assert!(claims["iat"].is_u64() && claims["jti"].is_string());
-        assert_eq!(
-            claims["payload_hash"],
-            hex::encode(Sha256::digest(raw_body))
-        );
+        assert_eq!(claims["payload_hash"], hex::encode(Sha256::digest(raw_body)));
         // And a wrong secret does not verify.
-        assert!(
-            jsonwebtoken::decode::<Value>(token, &DecodingKey::from_secret(b"wrong"), &v).is_err()
-        );
+        assert!(jsonwebtoken::decode::<Value>(token, &DecodingKey::from_secret(b"wrong"), &v).is_err());
     }
 
     // The agent side: an event posted as a client SDK goes through the same path.
@@ -1040,16 +608,9 @@ async fn rtc_events_arrive_in_order_and_signed() {
     let got = rx.wait_for(8).await;
     assert_eq!(got[7].1["body"]["direction"], "outbound");
     assert_eq!(got[7].1["_embedded"]["from_user"]["name"], "agent1");
-    let err = h
-        .sim
-        .post_event_as_client(&conv, json!({"type": "custom:bad type", "body": {}}))
-        .unwrap_err();
+    let err = h.sim.post_event_as_client(&conv, json!({"type": "custom:bad type", "body": {}})).unwrap_err();
     assert!(err.contains("http:error:validation-fail"), "{err}");
-    assert_eq!(
-        h.sim.create_agent("agent1", &conv),
-        agent,
-        "create_agent is idempotent"
-    );
+    assert_eq!(h.sim.create_agent("agent1", &conv), agent, "create_agent is idempotent");
     assert_eq!(h.sim.all_events().len(), 8);
 }
 
@@ -1059,23 +620,12 @@ async fn rtc_retries_after_500_and_keeps_order() {
     let h = Harness::start(|c| c.rtc_event_url = Some(url)).await;
     let conv = h.conversation("c-retry").await;
     let agent = h.sim.create_agent("agent1", &conv); // event 1
-    h.sim
-        .post_event_as_client(
-            &conv,
-            json!({"type": "custom:wechat:message", "from": agent, "body": {"content": "x"}}),
-        )
-        .unwrap(); // event 2
+    h.sim.post_event_as_client(&conv, json!({"type": "custom:wechat:message", "from": agent, "body": {"content": "x"}})).unwrap(); // event 2
     let got = rx.wait_for(4).await;
-    let ids: Vec<u64> = got
-        .iter()
-        .map(|(_, v, _)| v["id"].as_u64().unwrap())
-        .collect();
+    let ids: Vec<u64> = got.iter().map(|(_, v, _)| v["id"].as_u64().unwrap()).collect();
     // Event 1 three times (500, 500, 200), then event 2: never overtaken.
     assert_eq!(ids, [1, 1, 1, 2]);
-    assert!(
-        got[0].0.get("authorization").is_none(),
-        "unsigned without a secret"
-    );
+    assert!(got[0].0.get("authorization").is_none(), "unsigned without a secret");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rx.got.lock().unwrap().len(), 4, "no extra deliveries");
 }
@@ -1092,63 +642,24 @@ async fn application_put_requires_basic_auth_and_sets_event_url() {
 
     let r = h.http.put(&app_url).json(&body).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let r = h
-        .http
-        .put(&app_url)
-        .basic_auth("key123", Some("wrong"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = h.http.put(&app_url).basic_auth("key123", Some("wrong")).json(&body).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let r = h.http.get(&app_url).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert!(h.sim.rtc_event_url().is_none());
 
-    let before: Value = h
-        .http
-        .get(&app_url)
-        .basic_auth("key123", Some("secret456"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let before: Value = h.http.get(&app_url).basic_auth("key123", Some("secret456")).send().await.unwrap().json().await.unwrap();
     assert!(before["capabilities"]["voice"].is_object());
 
-    let r = h
-        .http
-        .put(&app_url)
-        .basic_auth("key123", Some("secret456"))
-        .json(&json!({"capabilities": {}}))
-        .send()
-        .await
-        .unwrap();
+    let r = h.http.put(&app_url).basic_auth("key123", Some("secret456")).json(&json!({"capabilities": {}})).send().await.unwrap();
     assert_eq!(r.status(), 400, "name is required");
 
-    let r = h
-        .http
-        .put(&app_url)
-        .basic_auth("key123", Some("secret456"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = h.http.put(&app_url).basic_auth("key123", Some("secret456")).json(&body).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let after: Value = r.json().await.unwrap();
-    assert_eq!(
-        after["capabilities"]["rtc"]["webhooks"]["event_url"]["address"],
-        url
-    );
-    assert!(
-        after["capabilities"].get("voice").is_none(),
-        "PUT replaces capabilities (§3.1)"
-    );
-    assert_eq!(
-        h.sim.application()["capabilities"]["rtc"]["webhooks"]["event_url"]["address"],
-        url
-    );
+    assert_eq!(after["capabilities"]["rtc"]["webhooks"]["event_url"]["address"], url);
+    assert!(after["capabilities"].get("voice").is_none(), "PUT replaces capabilities (§3.1)");
+    assert_eq!(h.sim.application()["capabilities"]["rtc"]["webhooks"]["event_url"]["address"], url);
     assert_eq!(h.sim.rtc_event_url().as_deref(), Some(url.as_str()));
 
     // From now on events go there.
@@ -1157,13 +668,8 @@ async fn application_put_requires_basic_auth_and_sets_event_url() {
     let got = rx.wait_for(1).await;
     assert_eq!(got[0].1["type"], "member:joined");
 
-    let r = h
-        .http
-        .get(format!("{}/v2/applications/other-app", h.base))
-        .basic_auth("key123", Some("secret456"))
-        .send()
-        .await
-        .unwrap();
+    let r =
+        h.http.get(format!("{}/v2/applications/other-app", h.base)).basic_auth("key123", Some("secret456")).send().await.unwrap();
     assert_eq!(r.status(), 404);
 }
 
@@ -1181,15 +687,7 @@ async fn rtc_gives_up_after_eight_tries() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let got = rx.wait_for(8).await;
     assert_eq!(got.len(), 8, "8 tries, then dropped");
-    let state: Value = h
-        .http
-        .get(format!("{}/_sim/state", h.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state: Value = h.http.get(format!("{}/_sim/state", h.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(state["rtc"]["dropped"], 1);
     assert_eq!(state["rtc"]["delivered"], 0);
 }
@@ -1198,21 +696,11 @@ async fn rtc_gives_up_after_eight_tries() {
 async fn unknown_routes_and_methods_answer_problems() {
     let h = Harness::start(|_| {}).await;
     let (s, hd, b) = h.call("DELETE", "/v1/users", None).await;
-    assert_problem(
-        s,
-        &hd,
-        &b,
-        StatusCode::METHOD_NOT_ALLOWED,
-        "http:error:method-not-allowed",
-    );
+    assert_problem(s, &hd, &b, StatusCode::METHOD_NOT_ALLOWED, "http:error:method-not-allowed");
     let (s, hd, b) = h.call("GET", "/v1/nothing-here", None).await;
     assert_problem(s, &hd, &b, StatusCode::NOT_FOUND, "http:error:not-found");
     let (s, hd, b) = h.call_with_token("POST", "/v1/users", None, &jwt()).await;
-    assert_eq!(
-        s,
-        StatusCode::CREATED,
-        "an empty body creates an unnamed user: {b} {hd:?}"
-    );
+    assert_eq!(s, StatusCode::CREATED, "an empty body creates an unnamed user: {b} {hd:?}");
     assert!(b["name"].as_str().unwrap().starts_with("NAM-"));
     let r = h
         .http

@@ -146,10 +146,7 @@ async fn uploaded_media_can_be_sent_by_media_id() {
     env.sim.touch_window("o_alice");
     let png = b"\x89PNG\r\n\x1a\nfake image".to_vec();
     let media_id = env.client.upload_media("image", "cat.png", "image/png", png.clone()).await.unwrap();
-    env.client
-        .send(&json!({"touser": "o_alice", "msgtype": "image", "image": {"media_id": media_id}}))
-        .await
-        .unwrap();
+    env.client.send(&json!({"touser": "o_alice", "msgtype": "image", "image": {"media_id": media_id}})).await.unwrap();
     assert_eq!(env.sim.sent()[0]["image"]["media_id"], media_id);
     assert_eq!(env.client.download_media(&media_id).await.unwrap(), ("image/png".to_string(), png));
     let err = env.client.upload_media("gif", "x.gif", "image/gif", vec![1]).await.unwrap_err();
@@ -170,10 +167,8 @@ async fn media_is_downloaded_and_an_unknown_id_is_40007() {
 #[tokio::test]
 async fn fetch_url_honours_the_size_cap() {
     let env = Env::new().await;
-    let router = axum::Router::new().route(
-        "/pic.jpg",
-        axum::routing::get(|| async { ([(header::CONTENT_TYPE, "image/jpeg")], vec![1u8; 5000]) }),
-    );
+    let router = axum::Router::new()
+        .route("/pic.jpg", axum::routing::get(|| async { ([(header::CONTENT_TYPE, "image/jpeg")], vec![1u8; 5000]) }));
     let base = serve(router).await;
     let (content_type, bytes) = env.client.fetch_url(&format!("{base}/pic.jpg"), 5000).await.unwrap();
     assert_eq!((content_type.as_str(), bytes.len()), ("image/jpeg", 5000));
@@ -217,14 +212,23 @@ async fn the_standalone_wechat_simulator_takes_faults_over_http() {
     let token: serde_json::Value = http
         .post(format!("{base}/cgi-bin/stable_token"))
         .json(&serde_json::json!({"grant_type": "client_credential", "appid": APP_ID, "secret": APP_SECRET}))
-        .send().await.unwrap().json().await.unwrap();
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let token = token["access_token"].as_str().unwrap().to_string();
     let send = || {
         http.post(format!("{base}/cgi-bin/message/custom/send?access_token={token}"))
             .json(&serde_json::json!({"touser": "o_1", "msgtype": "text", "text": {"content": "hi"}}))
             .send()
     };
-    http.post(format!("{base}/_sim/faults")).json(&serde_json::json!({"open_window": "o_1", "fail_next": 1, "errcode": 45009})).send().await.unwrap();
+    http.post(format!("{base}/_sim/faults"))
+        .json(&serde_json::json!({"open_window": "o_1", "fail_next": 1, "errcode": 45009}))
+        .send()
+        .await
+        .unwrap();
     let first: serde_json::Value = send().await.unwrap().json().await.unwrap();
     assert_eq!(first["errcode"], 45009);
     let second: serde_json::Value = send().await.unwrap().json().await.unwrap();

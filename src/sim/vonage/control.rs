@@ -48,21 +48,13 @@ fn app_guard(inner: &Inner, headers: &HeaderMap, id: &str) -> Option<Response> {
             "You did not provide correct credentials.",
         )
         .into_response();
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"Vonage\""),
-        );
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"Vonage\""));
         return Some(resp);
     }
     if id != inner.cfg.application_id {
         return Some(
-            app_problem(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                "Not Found",
-                &format!("Application {id} could not be found"),
-            )
-            .into_response(),
+            app_problem(StatusCode::NOT_FOUND, "not-found", "Not Found", &format!("Application {id} could not be found"))
+                .into_response(),
         );
     }
     None
@@ -74,11 +66,7 @@ fn application_json(inner: &Inner, headers: &HeaderMap) -> Value {
     app
 }
 
-pub(super) async fn get_application(
-    AxState(inner): Sim,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
+pub(super) async fn get_application(AxState(inner): Sim, headers: HeaderMap, Path(id): Path<String>) -> Response {
     if let Some(rejection) = app_guard(&inner, &headers, &id) {
         return rejection;
     }
@@ -88,33 +76,20 @@ pub(super) async fn get_application(
 /// `PUT /v2/applications/{id}`: `name` required; `capabilities` replaced wholesale as
 /// given, PUT semantics (§3.1 warning: sending only `rtc` drops `voice`); the RTC
 /// `event_url` in it becomes the webhook address.
-pub(super) async fn put_application(
-    AxState(inner): Sim,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
+pub(super) async fn put_application(AxState(inner): Sim, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
     if let Some(rejection) = app_guard(&inner, &headers, &id) {
         return rejection;
     }
     let invalid = |name: &str, reason: &str| {
-        let mut p = app_problem(
-            StatusCode::BAD_REQUEST,
-            "invalid-params",
-            "Bad Request",
-            "The request failed due to validation errors",
-        );
+        let mut p =
+            app_problem(StatusCode::BAD_REQUEST, "invalid-params", "Bad Request", "The request failed due to validation errors");
         p.invalid_parameters = vec![(name.to_owned(), reason.to_owned())];
         p.into_response()
     };
     let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(&body) else {
         return invalid("body", "Must be a JSON object.");
     };
-    let Some(name) = req
-        .get("name")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
-    else {
+    let Some(name) = req.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
         return invalid("name", "Is required.");
     };
     let capabilities = match req.get("capabilities") {
@@ -122,19 +97,12 @@ pub(super) async fn put_application(
         Some(c @ Value::Object(_)) => c.clone(),
         Some(_) => return invalid("capabilities", "Must be an object."),
     };
-    let url = capabilities
-        .pointer("/rtc/webhooks/event_url/address")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let url = capabilities.pointer("/rtc/webhooks/event_url/address").and_then(Value::as_str).map(str::to_owned);
     {
         let mut meta = inner.meta();
         meta.application["name"] = json!(name);
         meta.application["capabilities"] = capabilities;
-        if let Some(pk) = req
-            .get("keys")
-            .and_then(|k| k.get("public_key"))
-            .and_then(Value::as_str)
-        {
+        if let Some(pk) = req.get("keys").and_then(|k| k.get("public_key")).and_then(Value::as_str) {
             match jsonwebtoken::DecodingKey::from_rsa_pem(pk.as_bytes()) {
                 Ok(key) => {
                     meta.decoding_key = key;
@@ -142,10 +110,7 @@ pub(super) async fn put_application(
                 }
                 Err(_) => {
                     drop(meta);
-                    return invalid(
-                        "keys.public_key",
-                        "Must be a valid RSA public key in PEM format.",
-                    );
+                    return invalid("keys.public_key", "Must be a valid RSA public key in PEM format.");
                 }
             }
         }
@@ -165,11 +130,7 @@ pub(super) async fn post_faults(AxState(inner): Sim, body: Bytes) -> Response {
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v @ Value::Object(_)) => v,
         _ => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": "expected a JSON object"})),
-            )
-                .into_response();
+            return (StatusCode::BAD_REQUEST, Json(json!({"error": "expected a JSON object"}))).into_response();
         }
     };
     let mut meta = inner.meta();
@@ -179,17 +140,11 @@ pub(super) async fn post_faults(AxState(inner): Sim, body: Bytes) -> Response {
     if let Some(n) = req.get("fail_next").and_then(Value::as_u64) {
         let status = req.get("status").and_then(Value::as_u64).unwrap_or(503);
         if !(400..=599).contains(&status) {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": "status must be 400..=599"})),
-            )
-                .into_response();
+            return (StatusCode::BAD_REQUEST, Json(json!({"error": "status must be 400..=599"}))).into_response();
         }
         let retry_after = req.get("retry_after").and_then(Value::as_u64);
         for _ in 0..n {
-            meta.faults
-                .fail_queue
-                .push_back((status as u16, retry_after));
+            meta.faults.fail_queue.push_back((status as u16, retry_after));
         }
     }
     if let Some(ms) = req.get("latency_ms").and_then(Value::as_u64) {
@@ -221,16 +176,8 @@ pub(super) async fn sim_state(AxState(inner): Sim, headers: HeaderMap) -> Json<V
             .iter()
             .map(|c| {
                 let mut v = State::conversation_json(c, &base);
-                v["members"] = c
-                    .members
-                    .iter()
-                    .map(|m| st.member_json(c, m, &base))
-                    .collect();
-                v["events"] = c
-                    .events
-                    .iter()
-                    .map(|e| st.event_json(c, e, &base))
-                    .collect();
+                v["members"] = c.members.iter().map(|m| st.member_json(c, m, &base)).collect();
+                v["events"] = c.events.iter().map(|e| st.event_json(c, e, &base)).collect();
                 v
             })
             .collect();
@@ -255,20 +202,12 @@ pub(super) async fn sim_state(AxState(inner): Sim, headers: HeaderMap) -> Json<V
 }
 
 /// `POST /_sim/agents {"name", "conversation_id"}` → `{"member_id"}`: play an agent.
-pub(super) async fn sim_create_agent(
-    AxState(inner): Sim,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, Problem> {
+pub(super) async fn sim_create_agent(AxState(inner): Sim, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, Problem> {
     let req = json_body(&body)?;
-    let (Some(name), Some(conv_id)) = (
-        req.get("name").and_then(Value::as_str),
-        req.get("conversation_id").and_then(Value::as_str),
-    ) else {
-        return Err(Problem::invalid(
-            "body",
-            "\"name\" and \"conversation_id\" are required",
-        ));
+    let (Some(name), Some(conv_id)) =
+        (req.get("name").and_then(Value::as_str), req.get("conversation_id").and_then(Value::as_str))
+    else {
+        return Err(Problem::invalid("body", "\"name\" and \"conversation_id\" are required"));
     };
     let member_id = inner.mutate(|st| create_agent_in(st, name, conv_id, &base_url(&headers)))?;
     Ok(Json(json!({"member_id": member_id})))
@@ -276,12 +215,7 @@ pub(super) async fn sim_create_agent(
 
 /// `POST /_sim/conversations/{id}/events`: store an event as a client SDK would,
 /// without a JWT (see `VonageSim::post_event_as_client`).
-pub(super) async fn sim_post_event(
-    AxState(inner): Sim,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
+pub(super) async fn sim_post_event(AxState(inner): Sim, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> ApiResult {
     let body = json_body(&body)?;
     created(inner.mutate(|st| st.create_event(&id, &body, &base_url(&headers)))?)
 }

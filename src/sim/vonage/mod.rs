@@ -145,10 +145,7 @@ impl Inner {
     }
 
     pub fn base(&self) -> String {
-        self.meta()
-            .last_base
-            .clone()
-            .unwrap_or_else(|| "http://localhost".to_owned())
+        self.meta().last_base.clone().unwrap_or_else(|| "http://localhost".to_owned())
     }
 
     /// Points webhook delivery at `url` and mirrors it into the application object.
@@ -213,8 +210,8 @@ impl VonageSim {
 
     /// Builds a simulator, reporting a bad public key or HTTP client failure.
     pub fn try_new(cfg: VonageSimConfig) -> Result<Self, VonageSimError> {
-        let decoding_key = DecodingKey::from_rsa_pem(cfg.public_key_pem.as_bytes())
-            .map_err(|e| VonageSimError::PublicKey(e.to_string()))?;
+        let decoding_key =
+            DecodingKey::from_rsa_pem(cfg.public_key_pem.as_bytes()).map_err(|e| VonageSimError::PublicKey(e.to_string()))?;
         let client = reqwest::Client::builder()
             // Vonage gives webhooks a few seconds (§3.2): a slower answer is a failure.
             .connect_timeout(Duration::from_secs(3))
@@ -318,41 +315,26 @@ impl VonageSim {
     /// How many requests had this method (case-insensitive) and a path starting with
     /// `path_prefix` (`/_sim` requests are not counted).
     pub fn request_count(&self, method: &str, path_prefix: &str) -> usize {
-        self.inner
-            .meta()
-            .requests
-            .iter()
-            .filter(|(m, p)| m.eq_ignore_ascii_case(method) && p.starts_with(path_prefix))
-            .count()
+        self.inner.meta().requests.iter().filter(|(m, p)| m.eq_ignore_ascii_case(method) && p.starts_with(path_prefix)).count()
     }
 
     /// All users, full objects, in creation order.
     pub fn users(&self) -> Vec<Value> {
         let base = self.inner.base();
-        self.inner
-            .read(|st| st.users.iter().map(|u| st.user_json(u, &base)).collect())
+        self.inner.read(|st| st.users.iter().map(|u| st.user_json(u, &base)).collect())
     }
 
     /// All conversations, full objects, in creation order.
     pub fn conversations(&self) -> Vec<Value> {
         let base = self.inner.base();
-        self.inner.read(|st| {
-            st.conversations
-                .iter()
-                .map(|c| State::conversation_json(c, &base))
-                .collect()
-        })
+        self.inner.read(|st| st.conversations.iter().map(|c| State::conversation_json(c, &base)).collect())
     }
 
     /// The members of a conversation, full objects (empty for an unknown id).
     pub fn members(&self, conv_id: &str) -> Vec<Value> {
         let base = self.inner.base();
         self.inner.read(|st| match st.conversation(conv_id) {
-            Ok(c) => c
-                .members
-                .iter()
-                .map(|m| st.member_json(c, m, &base))
-                .collect(),
+            Ok(c) => c.members.iter().map(|m| st.member_json(c, m, &base)).collect(),
             Err(_) => Vec::new(),
         })
     }
@@ -361,11 +343,7 @@ impl VonageSim {
     pub fn events(&self, conv_id: &str) -> Vec<Value> {
         let base = self.inner.base();
         self.inner.read(|st| match st.conversation(conv_id) {
-            Ok(c) => c
-                .events
-                .iter()
-                .map(|e| st.event_json(c, e, &base))
-                .collect(),
+            Ok(c) => c.events.iter().map(|e| st.event_json(c, e, &base)).collect(),
             Err(_) => Vec::new(),
         })
     }
@@ -378,11 +356,7 @@ impl VonageSim {
             let mut all: Vec<(u64, String, Value)> = st
                 .conversations
                 .iter()
-                .flat_map(|c| {
-                    c.events
-                        .iter()
-                        .map(move |e| (e.seq, c.id.clone(), st.event_json(c, e, base)))
-                })
+                .flat_map(|c| c.events.iter().map(move |e| (e.seq, c.id.clone(), st.event_json(c, e, base))))
                 .collect();
             all.sort_by_key(|(seq, _, _)| *seq);
             all.into_iter().map(|(_, c, e)| (c, e)).collect()
@@ -396,9 +370,7 @@ impl VonageSim {
     /// Returns the full event, or the rejection as `"<status> <code>: <detail>"`.
     pub fn post_event_as_client(&self, conv_id: &str, event: Value) -> Result<Value, String> {
         let base = self.inner.base();
-        self.inner
-            .mutate(|st| st.create_event(conv_id, &event, &base))
-            .map_err(|p| p.to_string())
+        self.inner.mutate(|st| st.create_event(conv_id, &event, &base)).map_err(|p| p.to_string())
     }
 
     /// Creates (or reuses) the user `name` and makes it a joined `app` member of the
@@ -414,12 +386,7 @@ impl VonageSim {
     }
 }
 
-pub(crate) fn create_agent_in(
-    st: &mut State,
-    name: &str,
-    conv_id: &str,
-    base: &str,
-) -> Result<String, Problem> {
+pub(crate) fn create_agent_in(st: &mut State, name: &str, conv_id: &str, base: &str) -> Result<String, Problem> {
     st.conversation(conv_id)?;
     let user_id = match st.user_by_name(name) {
         Some(u) => u.id.clone(),
@@ -433,13 +400,7 @@ pub(crate) fn create_agent_in(
         Ok(m) => Ok(m["id"].as_str().expect("member id").to_owned()),
         Err(p) if p.code.as_deref() == Some("conversation:error:member-already-joined") => {
             let conv = st.conversation(conv_id)?;
-            Ok(conv
-                .members
-                .iter()
-                .find(|m| m.user_id == user_id)
-                .expect("joined member")
-                .id
-                .clone())
+            Ok(conv.members.iter().find(|m| m.user_id == user_id).expect("joined member").id.clone())
         }
         Err(p) => Err(p),
     }

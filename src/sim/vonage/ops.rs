@@ -11,35 +11,18 @@ use serde_json::{Value, json};
 use super::paging::{Page, Query, links, param};
 use super::problem::Problem;
 use super::state::{Conversation, Event, Member, State, User, compact, new_id, opt_str, ts};
-use super::validate::{
-    MAX_CUSTOM_BODY_BYTES, MAX_CUSTOM_TYPE_CHARS, named_fields, valid_custom_type,
-    validate_message_body,
-};
+use super::validate::{MAX_CUSTOM_BODY_BYTES, MAX_CUSTOM_TYPE_CHARS, named_fields, valid_custom_type, validate_message_body};
 
 impl State {
     // ---- users ---------------------------------------------------------------------
 
     /// `POST /v1/users`.
     pub fn create_user(&mut self, body: &Value, base: &str) -> Result<Value, Problem> {
-        let f = named_fields(
-            body,
-            &[
-                "name",
-                "display_name",
-                "image_url",
-                "properties",
-                "channels",
-            ],
-            None,
-            None,
-        )?;
+        let f = named_fields(body, &["name", "display_name", "image_url", "properties", "channels"], None, None)?;
         if let Some(ch) = body.get("channels")
             && !ch.is_object()
         {
-            return Err(Problem::invalid(
-                "channels",
-                "\"channels\" must be of type object",
-            ));
+            return Err(Problem::invalid("channels", "\"channels\" must be of type object"));
         }
         if let Some(name) = &f.name
             && self.user_by_name(name).is_some()
@@ -71,12 +54,8 @@ impl State {
     pub fn list_users(&self, q: &Query, base: &str) -> Result<Value, Problem> {
         let page = Page::parse(q)?;
         let name = param(q, "name");
-        let items = self
-            .users
-            .iter()
-            .filter(|u| name.is_none_or(|n| u.name == n))
-            .map(|u| (u.seq, Self::user_lite(u, base)))
-            .collect();
+        let items =
+            self.users.iter().filter(|u| name.is_none_or(|n| u.name == n)).map(|u| (u.seq, Self::user_lite(u, base))).collect();
         let (users, next) = page.cut(items);
         Ok(json!({
             "page_size": page.size,
@@ -86,12 +65,7 @@ impl State {
     }
 
     /// `GET /v1/users/{id}/conversations?state&page_size&order&cursor`.
-    pub fn user_conversations(
-        &self,
-        user_id: &str,
-        q: &Query,
-        base: &str,
-    ) -> Result<Value, Problem> {
+    pub fn user_conversations(&self, user_id: &str, q: &Query, base: &str) -> Result<Value, Problem> {
         self.user(user_id).ok_or_else(Problem::user_not_found)?;
         let page = Page::parse(q)?;
         let state = param(q, "state").map(str::to_ascii_uppercase);
@@ -99,9 +73,7 @@ impl State {
             .conversations
             .iter()
             .filter_map(|c| {
-                let m = c.members.iter().find(|m| {
-                    m.user_id == user_id && state.as_ref().is_none_or(|s| &m.state == s)
-                })?;
+                let m = c.members.iter().find(|m| m.user_id == user_id && state.as_ref().is_none_or(|s| &m.state == s))?;
                 let mut v = Self::conversation_lite(c, base);
                 v["state"] = json!("ACTIVE");
                 v["_embedded"] = json!({"member": {"id": m.id, "state": m.state}});
@@ -121,19 +93,8 @@ impl State {
     /// `POST /v1/conversations`: name ≤ 100, display_name ≤ 50, image_url ≤ 2048, unique
     /// name (`vonage-api.md §2.3`).
     pub fn create_conversation(&mut self, body: &Value, base: &str) -> Result<Value, Problem> {
-        let f = named_fields(
-            body,
-            &[
-                "name",
-                "display_name",
-                "image_url",
-                "properties",
-                "numbers",
-                "callback",
-            ],
-            Some(100),
-            Some(50),
-        )?;
+        let f =
+            named_fields(body, &["name", "display_name", "image_url", "properties", "numbers", "callback"], Some(100), Some(50))?;
         if let Some(name) = &f.name
             && self.conversations.iter().any(|c| &c.name == name)
         {
@@ -167,9 +128,8 @@ impl State {
         let bound = |key: &str| -> Result<Option<SystemTime>, Problem> {
             param(q, key)
                 .map(|s| {
-                    humantime::parse_rfc3339_weak(s).map_err(|_| {
-                        Problem::invalid(key, format!("\"{key}\" must be a valid ISO 8601 date"))
-                    })
+                    humantime::parse_rfc3339_weak(s)
+                        .map_err(|_| Problem::invalid(key, format!("\"{key}\" must be a valid ISO 8601 date")))
                 })
                 .transpose()
         };
@@ -191,29 +151,17 @@ impl State {
     // ---- members -------------------------------------------------------------------
 
     /// `POST /v1/conversations/{id}/members` (`vonage-api.md §2.3`, "Create member").
-    pub fn create_member(
-        &mut self,
-        conv_id: &str,
-        body: &Value,
-        base: &str,
-    ) -> Result<Value, Problem> {
+    pub fn create_member(&mut self, conv_id: &str, body: &Value, base: &str) -> Result<Value, Problem> {
         self.conversation(conv_id)?;
         let Some(obj) = body.as_object() else {
             return Err(Problem::invalid("body", "\"value\" must be of type object"));
         };
         let mut bad = Vec::new();
         // Requests use lowercase; uppercase was accepted by live community code (§2.3).
-        let state = match obj
-            .get("state")
-            .and_then(Value::as_str)
-            .map(str::to_ascii_lowercase)
-        {
+        let state = match obj.get("state").and_then(Value::as_str).map(str::to_ascii_lowercase) {
             Some(s) if s == "joined" || s == "invited" => Some(s.to_ascii_uppercase()),
             Some(_) => {
-                bad.push((
-                    "state".into(),
-                    "\"state\" must be one of [invited, joined]".into(),
-                ));
+                bad.push(("state".into(), "\"state\" must be one of [invited, joined]".into()));
                 None
             }
             None => {
@@ -221,31 +169,16 @@ impl State {
                 None
             }
         };
-        const CHANNELS: [&str; 10] = [
-            "app",
-            "phone",
-            "sip",
-            "websocket",
-            "vbc",
-            "sms",
-            "mms",
-            "whatsapp",
-            "viber",
-            "messenger",
-        ];
+        const CHANNELS: [&str; 10] = ["app", "phone", "sip", "websocket", "vbc", "sms", "mms", "whatsapp", "viber", "messenger"];
         match obj.get("channel") {
             Some(Value::Object(ch)) => match ch.get("type").and_then(Value::as_str) {
                 Some(t) if CHANNELS.contains(&t) => {}
-                Some(_) => bad.push((
-                    "channel.type".into(),
-                    format!("\"channel.type\" must be one of [{}]", CHANNELS.join(", ")),
-                )),
+                Some(_) => {
+                    bad.push(("channel.type".into(), format!("\"channel.type\" must be one of [{}]", CHANNELS.join(", "))))
+                }
                 None => bad.push(("channel.type".into(), "\"channel.type\" is required".into())),
             },
-            Some(_) => bad.push((
-                "channel".into(),
-                "\"channel\" must be of type object".into(),
-            )),
+            Some(_) => bad.push(("channel".into(), "\"channel\" must be of type object".into())),
             None => bad.push(("channel".into(), "\"channel\" is required".into())),
         }
         let user_ref = match obj.get("user") {
@@ -254,10 +187,7 @@ impl State {
                 let name = u.get("name").and_then(Value::as_str);
                 if id.is_none() && name.is_none() {
                     // "Either :id or :name is required" (RUBY, §2.3).
-                    bad.push((
-                        "user".into(),
-                        "\"user\" must contain at least one of [id, name]".into(),
-                    ));
+                    bad.push(("user".into(), "\"user\" must contain at least one of [id, name]".into()));
                 }
                 Some((id.map(str::to_owned), name.map(str::to_owned)))
             }
@@ -280,11 +210,7 @@ impl State {
             (None, None) => None,
         }
         .ok_or_else(Problem::user_not_found)?;
-        let (user_id, user_name, user_display) = (
-            user.id.clone(),
-            user.name.clone(),
-            user.display_name.clone(),
-        );
+        let (user_id, user_name, user_display) = (user.id.clone(), user.name.clone(), user.display_name.clone());
         let channel = obj["channel"].clone();
         let now = SystemTime::now();
         let seq = self.next_seq();
@@ -332,11 +258,7 @@ impl State {
 
         // The service itself records the membership change as an event (and dispatches it
         // to the RTC webhook like any other, vonage-api.md §3.2).
-        let kind = if state == "JOINED" {
-            "member:joined"
-        } else {
-            "member:invited"
-        };
+        let kind = if state == "JOINED" { "member:joined" } else { "member:invited" };
         let mut ev_body = json!({
             "member_id": member_id,
             "user": compact(json!({"id": user_id, "name": user_name, "display_name": opt_str(&user_display)})),
@@ -356,11 +278,7 @@ impl State {
     pub fn list_members(&self, conv_id: &str, q: &Query, base: &str) -> Result<Value, Problem> {
         let conv = self.conversation(conv_id)?;
         let page = Page::parse(q)?;
-        let items = conv
-            .members
-            .iter()
-            .map(|m| (m.seq, self.member_lite(conv, m, base)))
-            .collect();
+        let items = conv.members.iter().map(|m| (m.seq, self.member_lite(conv, m, base))).collect();
         let (members, next) = page.cut(items);
         Ok(json!({
             "page_size": page.size,
@@ -372,24 +290,11 @@ impl State {
     // ---- events --------------------------------------------------------------------
 
     /// Stores an event (id = previous + 1) and queues its RTC payload in `outbox`.
-    fn append_event(
-        &mut self,
-        conv_id: &str,
-        kind: &str,
-        from: Option<String>,
-        body: Value,
-    ) -> Result<u64, Problem> {
+    fn append_event(&mut self, conv_id: &str, kind: &str, from: Option<String>, body: Value) -> Result<u64, Problem> {
         let seq = self.next_seq();
         let conv = self.conversation_mut(conv_id)?;
         let id = conv.events.last().map_or(1, |e| e.id + 1);
-        conv.events.push(Event {
-            id,
-            seq,
-            kind: kind.to_owned(),
-            from,
-            body,
-            timestamp: SystemTime::now(),
-        });
+        conv.events.push(Event { id, seq, kind: kind.to_owned(), from, body, timestamp: SystemTime::now() });
         let conv = self.conversation(conv_id)?;
         let payload = self.rtc_payload(conv, conv.events.last().expect("just pushed"));
         self.outbox.push((conv_id.to_owned(), payload));
@@ -398,12 +303,7 @@ impl State {
 
     /// `POST /v1/conversations/{id}/events`: custom events per the "Custom event rules"
     /// and `message` events (`vonage-api.md §2.3`).
-    pub fn create_event(
-        &mut self,
-        conv_id: &str,
-        body: &Value,
-        base: &str,
-    ) -> Result<Value, Problem> {
+    pub fn create_event(&mut self, conv_id: &str, body: &Value, base: &str) -> Result<Value, Problem> {
         let conv = self.conversation(conv_id)?;
         let Some(obj) = body.as_object() else {
             return Err(Problem::invalid("body", "\"value\" must be of type object"));
@@ -420,10 +320,7 @@ impl State {
         };
         if kind.starts_with("custom:") {
             if kind.chars().count() > MAX_CUSTOM_TYPE_CHARS {
-                return Err(Problem::invalid(
-                    "type",
-                    format!("\"type\" must not exceed {MAX_CUSTOM_TYPE_CHARS} characters"),
-                ));
+                return Err(Problem::invalid("type", format!("\"type\" must not exceed {MAX_CUSTOM_TYPE_CHARS} characters")));
             }
             if !valid_custom_type(&kind) {
                 return Err(Problem::invalid(
@@ -431,15 +328,11 @@ impl State {
                     "\"type\" must match ^custom:[A-Za-z0-9:_-]+$ (custom: followed by alphanumeric, ':', '-' or '_' characters)",
                 ));
             }
-            let size = serde_json::to_vec(&ev_body)
-                .expect("JSON value serialises")
-                .len();
+            let size = serde_json::to_vec(&ev_body).expect("JSON value serialises").len();
             if size > MAX_CUSTOM_BODY_BYTES {
                 return Err(Problem::invalid(
                     "body",
-                    format!(
-                        "\"body\" must not exceed {MAX_CUSTOM_BODY_BYTES} bytes (got {size} bytes)"
-                    ),
+                    format!("\"body\" must not exceed {MAX_CUSTOM_BODY_BYTES} bytes (got {size} bytes)"),
                 ));
             }
         } else if kind == "message" {
@@ -461,9 +354,7 @@ impl State {
                         )));
                     }
                     None => {
-                        return Err(Problem::invalid_event(format!(
-                            "\"from\" {f} is not a member of conversation {conv_id}."
-                        )));
+                        return Err(Problem::invalid_event(format!("\"from\" {f} is not a member of conversation {conv_id}.")));
                     }
                 }
                 Some(f.clone())
@@ -472,11 +363,7 @@ impl State {
         };
         let id = self.append_event(conv_id, &kind, from, ev_body)?;
         let conv = self.conversation(conv_id)?;
-        let ev = conv
-            .events
-            .iter()
-            .find(|e| e.id == id)
-            .expect("just stored");
+        let ev = conv.events.iter().find(|e| e.id == id).expect("just stored");
         Ok(self.event_json(conv, ev, base))
     }
 
@@ -487,10 +374,7 @@ impl State {
         let page = Page::parse(q)?;
         let id_param = |key: &str| -> Result<Option<u64>, Problem> {
             param(q, key)
-                .map(|s| {
-                    s.parse::<u64>()
-                        .map_err(|_| Problem::invalid(key, format!("\"{key}\" must be a number")))
-                })
+                .map(|s| s.parse::<u64>().map_err(|_| Problem::invalid(key, format!("\"{key}\" must be a number"))))
                 .transpose()
         };
         let (start, end) = (id_param("start_id")?, id_param("end_id")?);
@@ -499,9 +383,7 @@ impl State {
             .events
             .iter()
             .filter(|e| {
-                start.is_none_or(|s| e.id >= s)
-                    && end.is_none_or(|x| e.id <= x)
-                    && event_type.is_none_or(|t| e.kind == t)
+                start.is_none_or(|s| e.id >= s) && end.is_none_or(|x| e.id <= x) && event_type.is_none_or(|t| e.kind == t)
             })
             .map(|e| (e.id, self.event_json(conv, e, base)))
             .collect();
@@ -521,36 +403,19 @@ mod tests {
     #[test]
     fn events_get_progressive_ids_and_member_join_is_an_event() {
         let mut st = State::new("app".into());
-        let u = st
-            .create_user(&json!({"name": "bridge"}), "http://h")
-            .unwrap();
-        let c = st
-            .create_conversation(&json!({"name": "c1"}), "http://h")
-            .unwrap();
+        let u = st.create_user(&json!({"name": "bridge"}), "http://h").unwrap();
+        let c = st.create_conversation(&json!({"name": "c1"}), "http://h").unwrap();
         let cid = c["id"].as_str().unwrap();
         let m = st
-            .create_member(
-                cid,
-                &json!({"user": {"id": u["id"]}, "state": "joined", "channel": {"type": "app"}}),
-                "http://h",
-            )
+            .create_member(cid, &json!({"user": {"id": u["id"]}, "state": "joined", "channel": {"type": "app"}}), "http://h")
             .unwrap();
         assert_eq!(m["state"], "JOINED");
-        let e = st
-            .create_event(
-                cid,
-                &json!({"type": "custom:x", "from": m["id"], "body": {"a": 1}}),
-                "http://h",
-            )
-            .unwrap();
+        let e = st.create_event(cid, &json!({"type": "custom:x", "from": m["id"], "body": {"a": 1}}), "http://h").unwrap();
         assert_eq!(e["id"], 2);
         assert_eq!(e["_embedded"]["from_member"]["id"], m["id"]);
         assert_eq!(st.outbox.len(), 2);
         assert_eq!(st.outbox[0].1["type"], "member:joined");
         let conv = st.conversation(cid).unwrap();
-        assert_eq!(
-            State::conversation_json(conv, "http://h")["sequence_number"],
-            2
-        );
+        assert_eq!(State::conversation_json(conv, "http://h")["sequence_number"], 2);
     }
 }

@@ -36,10 +36,7 @@ impl Page {
             Some(s) => match s.parse::<usize>() {
                 Ok(n) if (1..=100).contains(&n) => n,
                 _ => {
-                    bad.push((
-                        "page_size".to_owned(),
-                        "\"page_size\" must be an integer between 1 and 100".to_owned(),
-                    ));
+                    bad.push(("page_size".to_owned(), "\"page_size\" must be an integer between 1 and 100".to_owned()));
                     10
                 }
             },
@@ -48,10 +45,7 @@ impl Page {
             None | Some("asc") | Some("ASC") => false,
             Some("desc") | Some("DESC") => true,
             Some(_) => {
-                bad.push((
-                    "order".to_owned(),
-                    "\"order\" must be one of [asc, desc, ASC, DESC]".to_owned(),
-                ));
+                bad.push(("order".to_owned(), "\"order\" must be one of [asc, desc, ASC, DESC]".to_owned()));
                 false
             }
         };
@@ -65,11 +59,7 @@ impl Page {
                 }
             },
         };
-        if bad.is_empty() {
-            Ok(Page { size, desc, after })
-        } else {
-            Err(Problem::validation(bad))
-        }
+        if bad.is_empty() { Ok(Page { size, desc, after }) } else { Err(Problem::validation(bad)) }
     }
 
     /// Orders `items` (key, value) by key in the requested direction, skips up to the
@@ -85,11 +75,7 @@ impl Page {
         }
         let more = items.len() > self.size;
         items.truncate(self.size);
-        let next = if more {
-            items.last().map(|(k, _)| *k)
-        } else {
-            None
-        };
+        let next = if more { items.last().map(|(k, _)| *k) } else { None };
         (items.into_iter().map(|(_, v)| v).collect(), next)
     }
 }
@@ -99,14 +85,8 @@ fn encode_cursor(key: u64) -> String {
 }
 
 fn decode_cursor(cursor: &str) -> Option<u64> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()?;
-    std::str::from_utf8(&raw)
-        .ok()?
-        .strip_prefix("vsim:")?
-        .parse()
-        .ok()
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    std::str::from_utf8(&raw).ok()?.strip_prefix("vsim:")?.parse().ok()
 }
 
 /// `_links` for a list answer: `self` (the request as made), `first` (without cursor)
@@ -116,15 +96,11 @@ pub(crate) fn links(base: &str, path: &str, q: &Query, next: Option<u64>) -> Val
         if pairs.is_empty() {
             format!("{base}{path}")
         } else {
-            let qs: Vec<String> = pairs
-                .iter()
-                .map(|(k, v)| format!("{}={}", crate::urlencode(k), crate::urlencode(v)))
-                .collect();
+            let qs: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", crate::urlencode(k), crate::urlencode(v))).collect();
             format!("{base}{path}?{}", qs.join("&"))
         }
     };
-    let without_cursor: Vec<(String, String)> =
-        q.iter().filter(|(k, _)| k != "cursor").cloned().collect();
+    let without_cursor: Vec<(String, String)> = q.iter().filter(|(k, _)| k != "cursor").cloned().collect();
     let mut out = json!({
         "self": {"href": url(q)},
         "first": {"href": url(&without_cursor)},
@@ -142,10 +118,7 @@ mod tests {
     use super::*;
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]

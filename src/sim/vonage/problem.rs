@@ -130,12 +130,7 @@ impl Problem {
     }
 
     pub fn invalid_event(detail: impl Into<String>) -> Self {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "Bad Request",
-            "conversation:error:invalid-event",
-            detail,
-        )
+        Problem::new(StatusCode::BAD_REQUEST, "Bad Request", "conversation:error:invalid-event", detail)
     }
 
     /// 429 exactly as the JAVA SDK's recorded sample (`vonage-api.md §5`), with a fresh
@@ -147,8 +142,7 @@ impl Problem {
             "http:error:too-many-request",
             "You have exceeded your request limit. You can try again shortly.",
         );
-        p.type_url =
-            Some("https://developer.nexmo.com/api/conversation#http:error:too-many-request".into());
+        p.type_url = Some("https://developer.nexmo.com/api/conversation#http:error:too-many-request".into());
         p.instance = Some(uuid::Uuid::new_v4().simple().to_string());
         p
     }
@@ -160,12 +154,9 @@ impl Problem {
         match status.as_u16() {
             429 => Problem::too_many_requests(),
             401 => Problem::invalid_token(),
-            500 => Problem::new(
-                status,
-                title,
-                "http:error:db-unavailable",
-                "The database is unavailable. Please try again later.",
-            ),
+            500 => {
+                Problem::new(status, title, "http:error:db-unavailable", "The database is unavailable. Please try again later.")
+            }
             501..=599 => Problem::new(
                 status,
                 title,
@@ -173,18 +164,8 @@ impl Problem {
                 "The service is not available. Please try again later.",
             ),
             400 => Problem::invalid("request", "Injected failure"),
-            403 => Problem::new(
-                status,
-                title,
-                "system:error:permission",
-                "You do not have permission to perform this action.",
-            ),
-            404 => Problem::new(
-                status,
-                title,
-                "http:error:not-found",
-                "The requested resource does not exist.",
-            ),
+            403 => Problem::new(status, title, "system:error:permission", "You do not have permission to perform this action."),
+            404 => Problem::new(status, title, "http:error:not-found", "The requested resource does not exist."),
             _ => Problem::new(status, title, "http:error:unknown", "Injected failure."),
         }
     }
@@ -203,9 +184,7 @@ impl Problem {
         });
         let type_url = match (&self.type_url, &self.code) {
             (Some(t), _) => Some(t.clone()),
-            (None, Some(code)) => Some(format!(
-                "https://developer.vonage.com/api/conversation#{code}"
-            )),
+            (None, Some(code)) => Some(format!("https://developer.vonage.com/api/conversation#{code}")),
             (None, None) => None,
         };
         if let Some(t) = type_url {
@@ -215,11 +194,8 @@ impl Problem {
             body["code"] = json!(code);
         }
         if !self.invalid_parameters.is_empty() {
-            body["invalid_parameters"] = self
-                .invalid_parameters
-                .iter()
-                .map(|(name, reason)| json!({"name": name, "reason": reason}))
-                .collect();
+            body["invalid_parameters"] =
+                self.invalid_parameters.iter().map(|(name, reason)| json!({"name": name, "reason": reason})).collect();
         }
         body
     }
@@ -227,13 +203,7 @@ impl Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}: {}",
-            self.status.as_u16(),
-            self.code.as_deref().unwrap_or("-"),
-            self.detail
-        )
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code.as_deref().unwrap_or("-"), self.detail)
     }
 }
 
@@ -242,10 +212,7 @@ impl IntoResponse for Problem {
         let body = serde_json::to_vec(&self.body()).expect("problem body serialises");
         let mut resp = (self.status, body).into_response();
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         h.insert(header::CONTENT_LANGUAGE, HeaderValue::from_static("en"));
         if let Some(secs) = self.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));

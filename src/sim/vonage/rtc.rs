@@ -47,10 +47,7 @@ pub(crate) struct RtcDispatcher {
 
 impl RtcDispatcher {
     pub fn new(shared: RtcShared) -> Self {
-        RtcDispatcher {
-            shared: Arc::new(shared),
-            queues: Mutex::new(HashMap::new()),
-        }
+        RtcDispatcher { shared: Arc::new(shared), queues: Mutex::new(HashMap::new()) }
     }
 
     pub fn url(&self) -> Option<String> {
@@ -76,29 +73,18 @@ impl RtcDispatcher {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(
-                conversation_id = conv_id,
-                "no tokio runtime: RTC event not dispatched"
-            );
+            tracing::warn!(conversation_id = conv_id, "no tokio runtime: RTC event not dispatched");
             return;
         };
         let (tx, rx) = mpsc::unbounded_channel();
         tx.send(payload).expect("receiver alive");
-        runtime.spawn(conversation_worker(
-            conv_id.to_owned(),
-            rx,
-            self.shared.clone(),
-        ));
+        runtime.spawn(conversation_worker(conv_id.to_owned(), rx, self.shared.clone()));
         queues.insert(conv_id.to_owned(), tx);
     }
 }
 
 /// Delivers one conversation's events in order, each with retries.
-async fn conversation_worker(
-    conv_id: String,
-    mut rx: mpsc::UnboundedReceiver<Value>,
-    shared: Arc<RtcShared>,
-) {
+async fn conversation_worker(conv_id: String, mut rx: mpsc::UnboundedReceiver<Value>, shared: Arc<RtcShared>) {
     while let Some(payload) = rx.recv().await {
         deliver_with_retries(&conv_id, &payload, &shared).await;
     }
@@ -109,10 +95,7 @@ async fn deliver_with_retries(conv_id: &str, payload: &Value, shared: &RtcShared
     let mut delay = shared.retry_base;
     for attempt in 1..=MAX_ATTEMPTS {
         let Some(url) = shared.url.lock().expect("rtc url lock").clone() else {
-            tracing::debug!(
-                conversation_id = conv_id,
-                "event_url removed; RTC event dropped"
-            );
+            tracing::debug!(conversation_id = conv_id, "event_url removed; RTC event dropped");
             return;
         };
         shared.attempts.fetch_add(1, Ordering::Relaxed);
@@ -144,11 +127,7 @@ async fn deliver_with_retries(conv_id: &str, payload: &Value, shared: &RtcShared
 }
 
 async fn post_once(shared: &RtcShared, url: &str, body: &[u8]) -> Result<u16, String> {
-    let mut req = shared
-        .client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body.to_vec());
+    let mut req = shared.client.post(url).header("content-type", "application/json").body(body.to_vec());
     if let Some(secret) = &shared.signature_secret {
         let token = signed_webhook_jwt(secret, &shared.api_key, &shared.application_id, body);
         req = req.header("authorization", format!("Bearer {token}"));
@@ -160,12 +139,7 @@ async fn post_once(shared: &RtcShared, url: &str, body: &[u8]) -> Result<u16, St
 /// The signed-webhook JWT (`vonage-api.md §4`): HS256 with the signature secret, claims
 /// `iat`, `jti`, `iss: "Vonage"`, `payload_hash` (lowercase hex SHA-256 of the exact
 /// body bytes sent), `api_key`, `application_id`.
-pub(crate) fn signed_webhook_jwt(
-    secret: &str,
-    api_key: &str,
-    application_id: &str,
-    body: &[u8],
-) -> String {
+pub(crate) fn signed_webhook_jwt(secret: &str, api_key: &str, application_id: &str, body: &[u8]) -> String {
     let claims = json!({
         "iat": jsonwebtoken::get_current_timestamp(),
         "jti": uuid::Uuid::new_v4().to_string(),
@@ -176,10 +150,5 @@ pub(crate) fn signed_webhook_jwt(
     });
     let mut header = Header::new(Algorithm::HS256);
     header.typ = Some("JWT".into());
-    jsonwebtoken::encode(
-        &header,
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("HS256 signing cannot fail")
+    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret.as_bytes())).expect("HS256 signing cannot fail")
 }

@@ -93,13 +93,7 @@ pub(super) fn compact(mut v: Value) -> Value {
 
 impl State {
     pub fn new(application_id: String) -> Self {
-        State {
-            application_id,
-            seq: 0,
-            users: Vec::new(),
-            conversations: Vec::new(),
-            outbox: Vec::new(),
-        }
+        State { application_id, seq: 0, users: Vec::new(), conversations: Vec::new(), outbox: Vec::new() }
     }
 
     pub(super) fn next_seq(&mut self) -> u64 {
@@ -118,17 +112,11 @@ impl State {
     }
 
     pub fn conversation(&self, id: &str) -> Result<&Conversation, Problem> {
-        self.conversations
-            .iter()
-            .find(|c| c.id == id)
-            .ok_or_else(Problem::conversation_not_found)
+        self.conversations.iter().find(|c| c.id == id).ok_or_else(Problem::conversation_not_found)
     }
 
     pub(super) fn conversation_mut(&mut self, id: &str) -> Result<&mut Conversation, Problem> {
-        self.conversations
-            .iter_mut()
-            .find(|c| c.id == id)
-            .ok_or_else(Problem::conversation_not_found)
+        self.conversations.iter_mut().find(|c| c.id == id).ok_or_else(Problem::conversation_not_found)
     }
 
     // ---- JSON shapes ---------------------------------------------------------------
@@ -187,8 +175,7 @@ impl State {
     }
 
     fn embedded_user(&self, user_id: &str, base: &str) -> Value {
-        self.user(user_id)
-            .map_or(json!({"id": user_id}), |u| Self::user_lite(u, base))
+        self.user(user_id).map_or(json!({"id": user_id}), |u| Self::user_lite(u, base))
     }
 
     /// Full member (`vonage-api.md §2.3`, JAVA `SAMPLE_MEMBER_RESPONSE`). `_links` has
@@ -229,11 +216,7 @@ impl State {
     pub(super) fn event_embedded(&self, c: &Conversation, from: Option<&str>) -> Option<Value> {
         let m = c.members.iter().find(|m| Some(m.id.as_str()) == from)?;
         let u = self.user(&m.user_id)?;
-        let custom_data = u
-            .properties
-            .get("custom_data")
-            .cloned()
-            .unwrap_or_else(|| json!({}));
+        let custom_data = u.properties.get("custom_data").cloned().unwrap_or_else(|| json!({}));
         Some(json!({
             "from_user": compact(json!({
                 "id": u.id, "name": u.name,

@@ -48,12 +48,7 @@ pub(super) fn named_fields(
                 if let Some(max) = max
                     && s.chars().count() > max
                 {
-                    bad.push((
-                        key.into(),
-                        format!(
-                            "\"{key}\" length must be less than or equal to {max} characters long"
-                        ),
-                    ));
+                    bad.push((key.into(), format!("\"{key}\" length must be less than or equal to {max} characters long")));
                 }
                 Some(s.clone())
             }
@@ -69,10 +64,7 @@ pub(super) fn named_fields(
     if let Some(u) = &image_url
         && !(u.starts_with("https://") || u.starts_with("http://"))
     {
-        bad.push((
-            "image_url".into(),
-            "\"image_url\" must be a valid uri".into(),
-        ));
+        bad.push(("image_url".into(), "\"image_url\" must be a valid uri".into()));
     }
     let properties = match obj.get("properties") {
         None | Some(Value::Null) => None,
@@ -80,39 +72,21 @@ pub(super) fn named_fields(
             if let Some(ttl) = p.get("ttl")
                 && !ttl.as_f64().is_some_and(|t| t >= 0.0)
             {
-                bad.push((
-                    "ttl".into(),
-                    "\"ttl\" must be a number greater than or equal to 0".into(),
-                ));
+                bad.push(("ttl".into(), "\"ttl\" must be a number greater than or equal to 0".into()));
             }
             if let Some(cd) = p.get("custom_data")
                 && !cd.is_object()
             {
-                bad.push((
-                    "custom_data".into(),
-                    "\"custom_data\" must be of type object".into(),
-                ));
+                bad.push(("custom_data".into(), "\"custom_data\" must be of type object".into()));
             }
             Some(Value::Object(p.clone()))
         }
         Some(_) => {
-            bad.push((
-                "properties".into(),
-                "\"properties\" must be of type object".into(),
-            ));
+            bad.push(("properties".into(), "\"properties\" must be of type object".into()));
             None
         }
     };
-    if bad.is_empty() {
-        Ok(NamedFields {
-            name,
-            display_name,
-            image_url,
-            properties,
-        })
-    } else {
-        Err(Problem::validation(bad))
-    }
+    if bad.is_empty() { Ok(NamedFields { name, display_name, image_url, properties }) } else { Err(Problem::validation(bad)) }
 }
 
 /// `^custom:[A-Za-z0-9:_-]+$`, at most 100 characters (`vonage-api.md §2.3`; colons are
@@ -120,10 +94,7 @@ pub(super) fn named_fields(
 pub(crate) fn valid_custom_type(t: &str) -> bool {
     t.len() <= MAX_CUSTOM_TYPE_CHARS
         && t.strip_prefix("custom:").is_some_and(|rest| {
-            !rest.is_empty()
-                && rest
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'))
+            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'))
         })
 }
 
@@ -133,56 +104,33 @@ pub(super) fn validate_message_body(body: &Value) -> Result<(), Problem> {
     let mt = match body.get("message_type") {
         Some(Value::String(s)) => s.as_str(),
         Some(_) => {
-            return Err(Problem::invalid(
-                "message_type",
-                "\"message_type\" must be a string",
-            ));
+            return Err(Problem::invalid("message_type", "\"message_type\" must be a string"));
         }
         None => {
-            return Err(Problem::invalid(
-                "message_type",
-                "\"message_type\" is required",
-            ));
+            return Err(Problem::invalid("message_type", "\"message_type\" is required"));
         }
     };
     match mt {
         "text" => match body.get("text") {
             Some(Value::String(s)) if !s.is_empty() => Ok(()),
-            Some(Value::String(_)) => Err(Problem::invalid(
-                "text",
-                "\"text\" is not allowed to be empty",
-            )),
-            _ => Err(Problem::invalid(
-                "text",
-                "\"text\" is required and must be a string",
-            )),
+            Some(Value::String(_)) => Err(Problem::invalid("text", "\"text\" is not allowed to be empty")),
+            _ => Err(Problem::invalid("text", "\"text\" is required and must be a string")),
         },
         "image" | "audio" | "video" | "file" => match body.get(mt).and_then(|m| m.get("url")) {
             Some(Value::String(u)) if !u.is_empty() => Ok(()),
-            _ => Err(Problem::invalid(
-                &format!("{mt}.url"),
-                format!("\"{mt}.url\" is required"),
-            )),
+            _ => Err(Problem::invalid(&format!("{mt}.url"), format!("\"{mt}.url\" is required"))),
         },
         "location" => match body.get("location") {
             Some(l) if l.get("latitude").is_some() && l.get("longitude").is_some() => Ok(()),
-            _ => Err(Problem::invalid(
-                "location",
-                "\"location\" must have latitude and longitude",
-            )),
+            _ => Err(Problem::invalid("location", "\"location\" must have latitude and longitude")),
         },
         "custom" => match body.get("custom") {
             Some(Value::Object(_)) => Ok(()),
-            _ => Err(Problem::invalid(
-                "custom",
-                "\"custom\" must be of type object",
-            )),
+            _ => Err(Problem::invalid("custom", "\"custom\" must be of type object")),
         },
         other => Err(Problem::invalid(
             "message_type",
-            format!(
-                "\"message_type\" must be one of [text, image, audio, video, file, location, custom], got \"{other}\""
-            ),
+            format!("\"message_type\" must be one of [text, image, audio, video, file, location, custom], got \"{other}\""),
         )),
     }
 }
