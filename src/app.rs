@@ -55,6 +55,7 @@ impl Application {
             token: config.wechat.token.expose().to_string(),
             crypto,
             max_timestamp_skew_secs: config.wechat.max_timestamp_skew_secs,
+            allow_plaintext: config.wechat.allow_plaintext,
             window_quota: config.wechat.window_quota,
         });
         let jwt = JwtMinter::new(&config.vonage.application_id, config.vonage.private_key_pem.expose())

@@ -55,6 +55,8 @@ pub struct WeChatConfig {
     pub api_base: String,
     /// Pushes whose `timestamp` is further than this from now are rejected; 0 turns it off.
     pub max_timestamp_skew_secs: u64,
+    /// With an AES key, accept plaintext pushes too (`WECHAT_ALLOW_PLAINTEXT`).
+    pub allow_plaintext: bool,
     /// Customer-service messages allowed per 48-hour window (`wechat-api.md` §6.2: 5 today).
     pub window_quota: u32,
 }
@@ -80,11 +82,16 @@ pub struct RelayConfig {
     pub retry_max: Duration,
     /// Attempts before a job is marked `failed` for good.
     pub max_attempts: u32,
-    /// How long a claimed job stays claimed; a crashed worker's job is claimed again after it.
+    /// How long a claimed job stays claimed without renewal. The worker renews it every third of
+    /// it while the job runs, so a crashed process's jobs are claimed again within one lease.
     pub lease: Duration,
+    /// The longest one attempt at a job may take (all its remote calls); then it is retried later.
+    pub job_timeout: Duration,
+    /// On shutdown, how long running jobs may finish before they are stopped and released.
+    pub shutdown_grace: Duration,
     /// How often an idle worker looks for due jobs (it is also woken at once by new work).
     pub poll_interval: Duration,
-    /// Number of jobs claimed (and run concurrently, one per contact) at a time.
+    /// Jobs in flight at once (at most one per contact and lane).
     pub batch_size: u32,
 }
 
@@ -94,7 +101,9 @@ impl Default for RelayConfig {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             max_attempts: 12,
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(10),
+            job_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(5),
             poll_interval: Duration::from_millis(500),
             batch_size: 32,
         }
@@ -171,6 +180,7 @@ impl Config {
             encoding_aes_key,
             api_base: base_url(get("WECHAT_API_BASE"), "https://api.weixin.qq.com", "WECHAT_API_BASE")?,
             max_timestamp_skew_secs: parse_num(get("WECHAT_MAX_TIMESTAMP_SKEW_SECS"), 300, "WECHAT_MAX_TIMESTAMP_SKEW_SECS")?,
+            allow_plaintext: parse_bool(get("WECHAT_ALLOW_PLAINTEXT"), "WECHAT_ALLOW_PLAINTEXT")?,
             window_quota: parse_num(get("WECHAT_WINDOW_QUOTA"), 5, "WECHAT_WINDOW_QUOTA")?.clamp(1, 1000) as u32,
         };
 
@@ -212,6 +222,9 @@ impl Config {
             lease: Duration::from_secs(
                 parse_num(get("BRIDGE_LEASE_SECS"), defaults.lease.as_secs(), "BRIDGE_LEASE_SECS")?.max(1),
             ),
+            job_timeout: Duration::from_secs(
+                parse_num(get("BRIDGE_JOB_TIMEOUT_SECS"), defaults.job_timeout.as_secs(), "BRIDGE_JOB_TIMEOUT_SECS")?.max(1),
+            ),
             ..defaults
         };
 
@@ -240,6 +253,14 @@ fn parse_num(value: Option<String>, default: u64, key: &'static str) -> Result<u
     match value {
         None => Ok(default),
         Some(v) => v.parse().map_err(|_| ConfigError::Invalid { key, reason: format!("{v:?} is not a whole number") }),
+    }
+}
+
+fn parse_bool(value: Option<String>, key: &'static str) -> Result<bool, ConfigError> {
+    match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false" | "0" | "no") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some(other) => Err(ConfigError::Invalid { key, reason: format!("{other:?} is not true or false") }),
     }
 }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use crate::relay::inbound;
-use crate::store::Accepted;
+use crate::store::{Accepted, RequestNonce, StoreError};
 use crate::wechat::crypto::{CryptoError, MessageCrypto};
 use crate::wechat::{message, signature};
 
@@ -20,6 +20,8 @@ pub struct WeChatWebhook {
     pub token: String,
     pub crypto: Option<MessageCrypto>,
     pub max_timestamp_skew_secs: u64,
+    /// With an AES key: accept plaintext pushes too (only while switching WeChat's console).
+    pub allow_plaintext: bool,
     /// Replies allowed in the 48-hour window a message opens.
     pub window_quota: u32,
 }
@@ -45,6 +47,10 @@ pub enum WebhookError {
     WrongAppId,
     #[error("encrypted push, but WECHAT_ENCODING_AES_KEY is not configured")]
     NoAesKey,
+    #[error("plaintext push refused: an AES key is configured (WECHAT_ALLOW_PLAINTEXT=true accepts them)")]
+    PlaintextRefused,
+    #[error("timestamp and nonce were used before (replay)")]
+    Replay,
     #[error("cannot decrypt: {0}")]
     Decrypt(CryptoError),
     #[error("malformed body: {0}")]
@@ -65,7 +71,9 @@ impl IntoResponse for WebhookError {
             WebhookError::BadSignature
             | WebhookError::BadMsgSignature
             | WebhookError::StaleTimestamp
-            | WebhookError::WrongAppId => StatusCode::UNAUTHORIZED,
+            | WebhookError::WrongAppId
+            | WebhookError::PlaintextRefused
+            | WebhookError::Replay => StatusCode::UNAUTHORIZED,
             WebhookError::ContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             WebhookError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -140,6 +148,11 @@ pub async fn receive_wechat_push(
             CryptoError::AppIdMismatch { .. } => WebhookError::WrongAppId,
             other => WebhookError::Decrypt(other),
         })?
+    } else if hook.crypto.is_some() && !hook.allow_plaintext {
+        // `signature` covers only token, timestamp and nonce, not the body (§1): anyone who saw
+        // one push URL could post any text as anyone until the timestamp goes stale. With an AES
+        // key, only a body under `msg_signature` is trusted.
+        return Err(WebhookError::PlaintextRefused);
     } else {
         text.to_string()
     };
@@ -154,12 +167,27 @@ pub async fn receive_wechat_push(
     }
     let dedup_key = push.dedup_key();
     let window = crate::wechat::inbound::window_change(&push, crate::store::now_ms(), hook.window_quota as i64);
-    match inbound::accept(&state.store, &state.signals, "wechat", &dedup_key, &inbound_msg, window).await? {
+    // A (timestamp, nonce) pair is good for one push, on every instance: a replay with another
+    // body is refused; WeChat's own retry of a stored push is a duplicate and answered `success`.
+    let nonce_value = format!("{timestamp}:{nonce}");
+    let nonce = RequestNonce { value: &nonce_value, retain_ms: nonce_retention_ms(hook.max_timestamp_skew_secs) };
+    let accepted = inbound::accept(&state.store, &state.signals, "wechat", &dedup_key, &inbound_msg, window, Some(nonce)).await;
+    match accepted.map_err(|e| match e {
+        StoreError::Replay => WebhookError::Replay,
+        other => WebhookError::Store(other),
+    })? {
         Accepted::New(id) => tracing::info!(message = %id, msgtype = %inbound_msg.msg_type, "wechat push stored"),
         Accepted::Duplicate(id) => tracing::info!(message = %id, "wechat retry of a stored push ignored"),
     }
     // "success" stops WeChat's retries; it never needs encryption (§3.5, §4.1).
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "success").into_response())
+}
+
+/// How long a nonce is remembered: a push whose timestamp is up to `skew` in the future stays
+/// acceptable for `2 × skew` after it arrived. With the timestamp check off, one day.
+fn nonce_retention_ms(max_skew_secs: u64) -> i64 {
+    let secs = if max_skew_secs == 0 { 24 * 3600 } else { 2 * max_skew_secs };
+    secs as i64 * 1000
 }
 
 /// Rejects replays of old pushes: WeChat stamps each request with the current time.

@@ -3,9 +3,11 @@
 
 use super::Signals;
 use super::message::InboundMessage;
-use crate::store::{Accepted, JobKind, NewMessage, Store, StoreError, WindowChange};
+use crate::store::{Accepted, JobKind, NewMessage, RequestNonce, Store, StoreError, WindowChange};
 
-/// Stores `msg` (deduplicated by `dedup_key` within `channel`) and wakes the worker.
+/// Stores `msg` (deduplicated by `dedup_key` within `channel`) and wakes the worker. A `nonce`
+/// seen before fails with [`StoreError::Replay`] unless the message itself is a duplicate (a
+/// sender's retry of a stored request).
 pub async fn accept(
     store: &Store,
     signals: &Signals,
@@ -13,6 +15,7 @@ pub async fn accept(
     dedup_key: &str,
     msg: &InboundMessage,
     window: WindowChange,
+    nonce: Option<RequestNonce<'_>>,
 ) -> Result<Accepted, StoreError> {
     let payload = serde_json::to_string(msg).expect("inbound message serializes");
     let accepted = store
@@ -27,6 +30,7 @@ pub async fn accept(
             payload: &payload,
             kind: JobKind::DeliverInbound,
             window,
+            nonce,
         })
         .await?;
     if let Accepted::New(id) = &accepted {

@@ -33,6 +33,7 @@ pub async fn accept(
             payload: &payload,
             kind: JobKind::DeliverOutbound,
             window: WindowChange::Keep,
+            nonce: None,
         })
         .await?;
     if let Accepted::New(id) = &accepted {

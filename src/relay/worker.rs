@@ -1,12 +1,19 @@
 //! The outbox worker: claims due jobs, delivers them, and records the outcome. Failures are
 //! retried with exponential backoff and jitter (honouring Retry-After); a permanent error or too
 //! many attempts marks the message `failed`. Tests drive it step by step with `run_once`.
+//!
+//! Every job runs in its own task, bounded by `job_timeout`, while the worker keeps claiming
+//! work for free slots: a slow remote call or a hostile message holds up nobody but its own
+//! contact (DESIGN.md "Flow and guarantees" 4). A running job's lease is short and renewed while
+//! it runs, so the jobs of a killed process are claimed again within one lease (3).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngExt;
+use tokio::task::{self, JoinSet};
 
 use super::message::{ErrorInfo, InboundMessage, OutboundRecord, StatusReport};
 use super::{Channel, DeliveryError, Platform, Signals};
@@ -27,43 +34,80 @@ impl<P: Platform, C: Channel> Worker<P, C> {
         Self { store, platform, channel, config, signals }
     }
 
-    /// Claims one batch of due jobs and runs them (concurrently: at most one per contact and
-    /// lane is ever claimed, so order is kept). Returns how many jobs it ran.
-    pub async fn run_once(&self) -> Result<usize, StoreError> {
-        let lease_ms = self.config.lease.as_millis() as i64;
-        let jobs = self.store.claim_jobs(lease_ms, self.config.batch_size).await?;
+    /// Claims one batch of due jobs and runs them to the end, each in its own task (at most one
+    /// per contact and lane is ever claimed, so order is kept). Returns how many jobs it ran.
+    pub async fn run_once(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let jobs = self.claim(self.config.batch_size).await?;
         let count = jobs.len();
-        let runs = jobs.into_iter().map(|job| self.run_job(job));
-        for result in futures_util::future::join_all(runs).await {
-            if let Err(e) = result {
-                tracing::error!(error = %e, "recording a job outcome failed; its lease will expire and it runs again");
-            }
+        let mut tasks = JoinSet::new();
+        for job in jobs {
+            tasks.spawn(self.clone().execute(job));
         }
+        while tasks.join_next().await.is_some() {}
         Ok(count)
     }
 
-    /// Runs until `shutdown` resolves: works while there is work, otherwise sleeps until woken
-    /// by a new message, until the next job is due, or for the poll interval.
-    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+    /// Runs until `shutdown` resolves, with up to `batch_size` jobs in flight: claims work for
+    /// free slots whenever a job ends, new work is queued, or the next job is due. On shutdown it
+    /// claims nothing more, lets running jobs finish for `shutdown_grace`, then stops the rest
+    /// and releases their jobs (due at once) so the next start or another instance takes them.
+    pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut tasks = JoinSet::new();
+        let mut running: HashMap<task::Id, ClaimedJob> = HashMap::new();
+        let limit = self.config.batch_size.max(1) as usize;
         loop {
-            let idle = match self.run_once().await {
-                Ok(0) => self.idle_time().await,
-                Ok(_) => Duration::ZERO,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claiming jobs failed");
-                    self.config.poll_interval
+            let mut idle = self.config.poll_interval;
+            // Claim when at least half the slots are free: one transaction per handful of jobs.
+            if running.len() <= limit / 2 {
+                match self.claim((limit - running.len()) as u32).await {
+                    Ok(jobs) => {
+                        for job in jobs {
+                            let task = tasks.spawn(self.clone().execute(job.clone()));
+                            running.insert(task.id(), job);
+                        }
+                        if running.is_empty() {
+                            idle = self.idle_time().await;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
                 }
-            };
-            if idle.is_zero() {
-                continue;
             }
             tokio::select! {
-                _ = &mut shutdown => return,
+                _ = &mut shutdown => break,
+                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    running.remove(&finished(done));
+                    continue;
+                }
                 _ = self.signals.work_queued() => {}
                 _ = tokio::time::sleep(idle) => {}
             }
         }
+        self.stop(tasks, running).await;
+    }
+
+    async fn stop(&self, mut tasks: JoinSet<()>, mut running: HashMap<task::Id, ClaimedJob>) {
+        let grace = tokio::time::sleep(self.config.shutdown_grace);
+        tokio::pin!(grace);
+        while !tasks.is_empty() {
+            tokio::select! {
+                Some(done) = tasks.join_next_with_id() => {
+                    running.remove(&finished(done));
+                }
+                _ = &mut grace => break,
+            }
+        }
+        tasks.shutdown().await;
+        for job in running.values() {
+            match self.store.release_job(job).await {
+                Ok(_) => tracing::info!(job = job.id, message = %job.message_id, "job released at shutdown"),
+                Err(e) => tracing::warn!(job = job.id, error = %e, "releasing a job failed; it runs again after its lease"),
+            }
+        }
+    }
+
+    async fn claim(&self, limit: u32) -> Result<Vec<ClaimedJob>, StoreError> {
+        self.store.claim_jobs(self.config.lease.as_millis() as i64, limit).await
     }
 
     async fn idle_time(&self) -> Duration {
@@ -74,31 +118,62 @@ impl<P: Platform, C: Channel> Worker<P, C> {
         }
     }
 
-    async fn run_job(&self, job: ClaimedJob) -> Result<(), StoreError> {
-        let outcome = match job.kind {
-            JobKind::DeliverInbound => self.deliver_inbound(&job).await,
-            JobKind::DeliverOutbound => self.deliver_outbound(&job).await,
-            JobKind::ReportStatus => self.report_status(&job).await,
+    /// One attempt at `job`, bounded by `job_timeout`, its lease renewed while it runs; then the
+    /// outcome is recorded.
+    async fn execute(self: Arc<Self>, job: ClaimedJob) {
+        let attempt = self.attempt(&job);
+        tokio::pin!(attempt);
+        let deadline = tokio::time::sleep(self.config.job_timeout);
+        tokio::pin!(deadline);
+        let mut renew = tokio::time::interval(self.config.lease / 3);
+        renew.tick().await; // the first tick is immediate
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut attempt => break outcome,
+                _ = &mut deadline => break Err(DeliveryError::Retry {
+                    reason: format!("timed out after {} s", self.config.job_timeout.as_secs()),
+                    after: None,
+                }),
+                _ = renew.tick() => {
+                    if let Err(e) = self.store.renew_lease(&job, self.config.lease.as_millis() as i64).await {
+                        tracing::warn!(job = job.id, error = %e, "renewing a job's lease failed");
+                    }
+                }
+            }
         };
+        if let Err(e) = self.record(&job, outcome).await {
+            tracing::error!(error = %e, job = job.id, "recording a job outcome failed; its lease will expire and it runs again");
+        }
+    }
+
+    async fn attempt(&self, job: &ClaimedJob) -> Result<String, DeliveryError> {
+        match job.kind {
+            JobKind::DeliverInbound => self.deliver_inbound(job).await,
+            JobKind::DeliverOutbound => self.deliver_outbound(job).await,
+            JobKind::ReportStatus => self.report_status(job).await,
+        }
+    }
+
+    async fn record(&self, job: &ClaimedJob, outcome: Result<String, DeliveryError>) -> Result<(), StoreError> {
         match outcome {
             Ok(event_id) => {
                 tracing::info!(job = job.id, message = %job.message_id, event = %event_id, "delivered");
-                self.store.complete_job(&job, Some(&event_id)).await?;
+                self.store.complete_job(job, Some(&event_id)).await?;
             }
             Err(DeliveryError::Permanent { code, reason }) => {
                 tracing::warn!(job = job.id, message = %job.message_id, code = ?code, error = %reason, "delivery failed for good");
-                self.store.fail_job(&job, code.as_deref(), &reason).await?;
+                self.store.fail_job(job, code.as_deref(), &reason).await?;
             }
             Err(DeliveryError::Retry { reason, after }) => {
                 if job.attempt >= self.config.max_attempts {
                     let error = format!("gave up after {} attempts: {reason}", job.attempt);
                     tracing::warn!(job = job.id, message = %job.message_id, %error, "delivery failed for good");
-                    self.store.fail_job(&job, None, &error).await?;
+                    self.store.fail_job(job, None, &error).await?;
                 } else {
                     let delay =
                         backoff(job.attempt, self.config.retry_base, self.config.retry_max).max(after.unwrap_or_default());
                     tracing::info!(job = job.id, attempt = job.attempt, delay_ms = delay.as_millis() as u64, %reason, "will retry");
-                    self.store.reschedule_job(&job, now_ms() + delay.as_millis() as i64, &reason).await?;
+                    self.store.reschedule_job(job, now_ms() + delay.as_millis() as i64, &reason).await?;
                 }
             }
         }
@@ -143,6 +218,17 @@ impl<P: Platform, C: Channel> Worker<P, C> {
                 .then(|| ErrorInfo { code: record.error_code.clone(), message: record.last_error.clone().unwrap_or_default() }),
         };
         self.platform.report_status(&contact, &outbound.conversation_id, &report).await
+    }
+}
+
+/// The task that ended (a panicked job's lease simply runs out, and it is claimed again).
+fn finished(done: Result<(task::Id, ()), task::JoinError>) -> task::Id {
+    match done {
+        Ok((id, ())) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "a job's task ended abnormally");
+            e.id()
+        }
     }
 }
 

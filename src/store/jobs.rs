@@ -236,6 +236,36 @@ impl Store {
         Ok(failed)
     }
 
+    /// The job is still running: extend its lease by `lease_ms` from now. False when the lease
+    /// was lost (it ran out and another worker claimed the job).
+    pub async fn renew_lease(&self, job: &ClaimedJob, lease_ms: i64) -> Result<bool, StoreError> {
+        let renewed = sqlx::query("UPDATE jobs SET due_at = ? WHERE id = ? AND claim_token = ? AND state = 'running'")
+            .bind(now_ms() + lease_ms)
+            .bind(job.id)
+            .bind(&job.claim_token)
+            .execute(self.pool())
+            .await?
+            .rows_affected()
+            == 1;
+        Ok(renewed)
+    }
+
+    /// The worker stops before the job finished (shutdown): hand it back, due now, so the next
+    /// start or another instance runs it without waiting for the lease.
+    pub async fn release_job(&self, job: &ClaimedJob) -> Result<bool, StoreError> {
+        let released = sqlx::query(
+            "UPDATE jobs SET state = 'pending', due_at = ?, claim_token = NULL WHERE id = ? AND claim_token = ? AND state = 'running'",
+        )
+        .bind(now_ms())
+        .bind(job.id)
+        .bind(&job.claim_token)
+        .execute(self.pool())
+        .await?
+        .rows_affected()
+            == 1;
+        Ok(released)
+    }
+
     /// Puts a `failed` message's job back in the queue, due now, with a fresh attempt count.
     /// Returns false when the message is not failed.
     pub async fn retry_message(&self, message_id: &str) -> Result<bool, StoreError> {
@@ -263,6 +293,11 @@ impl Store {
     /// Jobs not yet finished (pending or running): the outbox depth.
     pub async fn outbox_depth(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query("SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running')").fetch_one(self.pool()).await?.get(0))
+    }
+
+    /// Jobs claimed by a worker and not finished.
+    pub async fn running_jobs(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM jobs WHERE state = 'running'").fetch_one(self.pool()).await?.get(0))
     }
 
     /// When the next pending job is due, if any (lets an idle worker sleep exactly that long).

@@ -28,6 +28,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0} not found")]
     NotFound(String),
+    /// The request's nonce was used before within its window: a replay, not a retry.
+    #[error("request nonce was used before")]
+    Replay,
 }
 
 /// The result of accepting a message from one side.
@@ -53,6 +56,16 @@ pub struct NewMessage<'a> {
     pub kind: JobKind,
     /// What this message does to the contact's reply window.
     pub window: WindowChange,
+    /// The signed request's nonce, refused if seen before (a replay).
+    pub nonce: Option<RequestNonce<'a>>,
+}
+
+/// A signed request's one-time value (WeChat: `timestamp:nonce`), kept while a replay of the
+/// request could still pass the signature and timestamp checks.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestNonce<'a> {
+    pub value: &'a str,
+    pub retain_ms: i64,
 }
 
 /// How an inbound message changes the contact's reply window (the channel decides; the store
@@ -110,14 +123,28 @@ pub fn now_ms() -> i64 {
 impl Store {
     /// Opens (creating if missing) the database at `sqlite://PATH`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
+        Self::connect_with(SqliteConnectOptions::from_str(url)?).await
+    }
+
+    /// Opens the database with `options` (the bridge's pragmas are added).
+    pub async fn connect_with(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a committed accept survives power loss, not only a process crash.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            // A connection whose ROLLBACK failed (SQLite already rolled back by itself after a
+            // full disk or an I/O error) keeps sqlx's transaction depth above zero, and every later
+            // `BEGIN` on it fails. Drop such a connection instead of handing it out again. The
+            // pool pings a connection before this check, which runs any rollback still queued
+            // by a dropped transaction first, so a healthy connection is never thrown away.
+            .before_acquire(|conn, _meta| Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) }))
+            .connect_with(options)
+            .await?;
         Ok(Self { pool })
     }
 
@@ -127,9 +154,18 @@ impl Store {
         Ok(())
     }
 
-    /// Readiness: the database answers a query.
+    /// Readiness: the database takes a write now. Two checks, because neither alone sees every
+    /// failure: 16 KB of room is allocated inside a transaction that is rolled back (a database
+    /// that cannot grow fails here at once), and one row is rewritten and committed (a full disk
+    /// or an I/O error fails the commit's write-ahead log append).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("INSERT INTO readiness_probe (pad) VALUES (zeroblob(16384))").execute(&mut *tx).await?;
+        tx.rollback().await?;
+        sqlx::query("INSERT INTO readiness (id, checked_at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at")
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -147,6 +183,25 @@ impl Store {
             return Ok(Accepted::Duplicate(row.get(0)));
         }
         let now = now_ms();
+        if let Some(nonce) = m.nonce {
+            sqlx::query("DELETE FROM webhook_nonces WHERE source = ? AND seen_at < ?")
+                .bind(m.source)
+                .bind(now - nonce.retain_ms)
+                .execute(&mut *tx)
+                .await?;
+            let fresh =
+                sqlx::query("INSERT INTO webhook_nonces (source, nonce, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+                    .bind(m.source)
+                    .bind(nonce.value)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+            if !fresh {
+                return Err(StoreError::Replay);
+            }
+        }
         let inbound_at = (m.direction == "inbound").then_some(now);
         let contact_id: i64 = sqlx::query(
             "INSERT INTO contacts (channel, channel_id, account, created_at, last_inbound_at) VALUES (?, ?, ?, ?, ?)
@@ -369,5 +424,60 @@ pub(crate) fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> MessageRecord {
         delivered_at: row.get(12),
         parts_sent: row.get(13),
         error_code: row.get(14),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_message(external_id: &str, payload: &str) -> NewMessage<'static> {
+        NewMessage {
+            channel: "wechat",
+            channel_id: "o_full_disk",
+            account: "gh",
+            direction: "inbound",
+            source: "wechat",
+            external_id: Box::leak(external_id.to_string().into_boxed_str()),
+            msg_type: "text",
+            payload: Box::leak(payload.to_string().into_boxed_str()),
+            kind: JobKind::DeliverInbound,
+            window: WindowChange::Keep,
+            nonce: None,
+        }
+    }
+
+    /// A full disk (here: SQLite's page limit) fails writes with 503; once space is back, the
+    /// same store writes again without a restart (DESIGN.md "Flow and guarantees" 4).
+    #[tokio::test]
+    async fn writes_work_again_after_the_disk_was_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("full.db");
+        let url = format!("sqlite://{}", path.display());
+        let admin = Store::connect(&url).await.unwrap();
+        admin.migrate().await.unwrap();
+        let pages: i64 = sqlx::query("PRAGMA page_count").fetch_one(admin.pool()).await.unwrap().get(0);
+        let limited = SqliteConnectOptions::from_str(&url).unwrap().pragma("max_page_count", (pages + 40).to_string());
+        let store = Store::connect_with(limited).await.unwrap();
+        let payload = "x".repeat(3000);
+        let mut full = 0;
+        for i in 0..500 {
+            if store.accept(&text_message(&format!("m{i}"), &payload)).await.is_err() {
+                full += 1;
+                if full == 20 {
+                    break;
+                }
+            }
+        }
+        assert_eq!(full, 20, "the page limit was never reached");
+        assert!(store.ping().await.is_err(), "readiness must report a store that cannot write");
+        // Space comes back: the filler messages are deleted by another connection.
+        sqlx::query("DELETE FROM jobs").execute(admin.pool()).await.unwrap();
+        sqlx::query("DELETE FROM messages").execute(admin.pool()).await.unwrap();
+        for i in 0..20 {
+            let accepted = store.accept(&text_message(&format!("after{i}"), "small")).await;
+            assert!(matches!(accepted, Ok(Accepted::New(_))), "write {i} after recovery: {accepted:?}");
+        }
+        store.ping().await.unwrap();
     }
 }

@@ -21,12 +21,14 @@ pub fn inbound_event(msg: &InboundMessage, member_id: &str, bridge_message_id: &
 /// The `custom:wechat:status` event for an outbound message's outcome (DESIGN.md).
 pub fn status_event(report: &StatusReport, member_id: Option<&str>) -> Value {
     let mut body = json!({
-        "bridge_message_id": report.bridge_message_id,
-        "vonage_event_id": report.platform_event_id,
+        "bridge_message_id": cut_to(&report.bridge_message_id, MAX_ID_BYTES),
+        "vonage_event_id": cut_to(&report.platform_event_id, MAX_ID_BYTES),
         "status": if report.delivered { "delivered" } else { "failed" },
     });
     if let Some(error) = &report.error {
-        body["error"] = json!({"code": error.code, "message": error.message});
+        // A remote error text is not ours to bound: cap it so the report always fits.
+        let code = error.code.as_deref().map(|c| cut_to(c, MAX_ID_BYTES));
+        body["error"] = json!({"code": code, "message": cut_to(&error.message, MAX_EXTRA_BYTES)});
     }
     let mut event = json!({"type": STATUS_EVENT_TYPE, "body": body});
     if let Some(member) = member_id {
@@ -35,17 +37,114 @@ pub fn status_event(report: &StatusReport, member_id: Option<&str>) -> Value {
     event
 }
 
-/// The event body, shrunk until it fits: optional extras go first (link description, then
-/// title, then raw event fields and recognition text), `content` is kept whole whenever possible.
+/// Identifiers (account, sender, msg id, type) longer than this are cut: real ones are under 64
+/// bytes (an OpenID is 28), so only a forged or broken push gets here, and it must still fit.
+/// Caps count bytes of the JSON-escaped form, so escape-heavy values cannot exceed them.
+const MAX_ID_BYTES: usize = 128;
+/// Free-text extras (JSON bytes) kept in full while the body fits; never more than this.
+const MAX_EXTRA_BYTES: usize = 1024;
+
+/// The event body, built to fit Vonage's 4,096 bytes by construction, never by trial and error:
+/// identifiers and extras are capped first, then optional extras are shortened or dropped in a
+/// fixed order (link description, title, raw event fields, recognition text, file description,
+/// link url, then every extra), each step at most once, and `content` is cut last, by exactly the
+/// bytes still over. A WeChat text (≤ 2,048 bytes) always keeps its `content` whole.
 pub fn inbound_body(msg: &InboundMessage, bridge_message_id: &str) -> Value {
-    let mut msg = msg.clone();
-    loop {
-        let body = render(&msg, bridge_message_id);
-        let size = serde_json::to_vec(&body).map(|v| v.len()).unwrap_or(usize::MAX);
-        if size <= MAX_BODY_BYTES || !shrink(&mut msg, size - MAX_BODY_BYTES) {
-            return body;
+    let mut msg = capped(msg);
+    let bridge_message_id = cut_to(bridge_message_id, MAX_ID_BYTES);
+    let steps: [fn(&mut InboundMessage, usize); 7] = [
+        |m, over| {
+            if let Some(link) = m.link.as_mut() {
+                link.description = shorten(&link.description, over)
+            }
+        },
+        |m, over| {
+            if let Some(link) = m.link.as_mut() {
+                link.title = shorten(&link.title, over)
+            }
+        },
+        |m, _| {
+            if let Some(event) = m.event.as_mut() {
+                event.fields.clear()
+            }
+        },
+        |m, _| {
+            if let Some(media) = m.media.as_mut() {
+                media.recognition = None
+            }
+        },
+        |m, _| {
+            if let Some(file) = m.file.as_mut() {
+                file.description = None
+            }
+        },
+        |m, over| {
+            if let Some(link) = m.link.as_mut() {
+                link.url = shorten(&link.url, over)
+            }
+        },
+        |m, _| (m.media, m.location, m.link, m.file, m.event) = (None, None, None, None, None),
+    ];
+    for step in steps {
+        let over = excess(&msg, &bridge_message_id);
+        if over == 0 {
+            return render(&msg, &bridge_message_id);
         }
+        step(&mut msg, over);
     }
+    // Only content is left to shorten; every other field is capped, so this always fits.
+    let over = excess(&msg, &bridge_message_id);
+    if over > 0 {
+        msg.content = shorten(&msg.content, over);
+    }
+    render(&msg, &bridge_message_id)
+}
+
+/// Bytes by which the rendered body exceeds the limit (0 when it fits).
+fn excess(msg: &InboundMessage, bridge_message_id: &str) -> usize {
+    serde_json::to_vec(&render(msg, bridge_message_id)).map_or(usize::MAX, |v| v.len()).saturating_sub(MAX_BODY_BYTES)
+}
+
+/// A copy with every field capped: identifiers at [`MAX_ID_BYTES`], free text at
+/// [`MAX_EXTRA_BYTES`] (content excepted: it is only cut when nothing else is left).
+fn capped(msg: &InboundMessage) -> InboundMessage {
+    let id = |s: &String| cut_to(s, MAX_ID_BYTES);
+    let opt_id = |s: &Option<String>| s.as_deref().map(|s| cut_to(s, MAX_ID_BYTES));
+    let text = |s: &String| cut_to(s, MAX_EXTRA_BYTES);
+    let opt_text = |s: &Option<String>| s.as_deref().map(|s| cut_to(s, MAX_EXTRA_BYTES));
+    let mut m = msg.clone();
+    m.account = id(&msg.account);
+    m.sender = id(&msg.sender);
+    m.msg_type = id(&msg.msg_type);
+    m.msg_id = opt_id(&msg.msg_id);
+    if let Some(media) = m.media.as_mut() {
+        media.media_id = opt_id(&media.media_id);
+        media.url = opt_text(&media.url);
+        media.pic_url = opt_text(&media.pic_url);
+        media.format = opt_id(&media.format);
+        media.thumb_media_id = opt_id(&media.thumb_media_id);
+        media.media_id_16k = opt_id(&media.media_id_16k);
+        media.recognition = opt_text(&media.recognition);
+    }
+    if let Some(location) = m.location.as_mut() {
+        location.label = opt_text(&location.label);
+    }
+    if let Some(link) = m.link.as_mut() {
+        (link.title, link.description, link.url) = (text(&link.title), text(&link.description), text(&link.url));
+    }
+    if let Some(file) = m.file.as_mut() {
+        file.title = text(&file.title);
+        file.description = opt_text(&file.description);
+        (file.file_key, file.file_md5) = (opt_id(&file.file_key), opt_id(&file.file_md5));
+    }
+    if let Some(event) = m.event.as_mut() {
+        event.name = id(&event.name);
+        (event.key, event.ticket, event.menu_id) = (opt_text(&event.key), opt_id(&event.ticket), opt_id(&event.menu_id));
+        // Raw fields of an unknown event: a few short ones are useful, a flood is not.
+        let fields = std::mem::take(&mut event.fields);
+        event.fields = fields.into_iter().take(32).map(|(k, v)| (cut_to(&k, 64), cut_to(&v, 256))).collect();
+    }
+    m
 }
 
 fn render(msg: &InboundMessage, bridge_message_id: &str) -> Value {
@@ -74,50 +173,44 @@ fn render(msg: &InboundMessage, bridge_message_id: &str) -> Value {
     body
 }
 
-/// Removes about `excess` bytes from the least important part; false when nothing is left to cut.
-fn shrink(msg: &mut InboundMessage, excess: usize) -> bool {
-    if let Some(link) = msg.link.as_mut() {
-        if !link.description.is_empty() {
-            link.description = cut(&link.description, excess);
-            return true;
-        }
-        if !link.title.is_empty() {
-            link.title = cut(&link.title, excess);
-            return true;
-        }
-    }
-    if let Some(event) = msg.event.as_mut()
-        && event.fields.pop_last().is_some()
-    {
-        return true;
-    }
-    if let Some(media) = msg.media.as_mut()
-        && media.recognition.take().is_some()
-    {
-        return true;
-    }
-    if let Some(file) = msg.file.as_mut()
-        && file.description.take().is_some()
-    {
-        return true;
-    }
-    // Only pathological text gets here (a 2,048-byte WeChat text fits; heavy JSON escaping may
-    // not): shorten content rather than lose the whole message.
-    if msg.content.len() > 1 {
-        msg.content = cut(&msg.content, excess + 3) + "…";
-        return true;
-    }
-    false
+/// `s` shortened so its JSON form loses at least `excess` bytes (see [`fit_json`]).
+fn shorten(s: &str, excess: usize) -> String {
+    fit_json(s, json_len(s).saturating_sub(excess))
 }
 
-/// `s` shortened by at least `excess` bytes, on a UTF-8 boundary, marked with an ellipsis.
-fn cut(s: &str, excess: usize) -> String {
-    let keep = s.len().saturating_sub(excess + "…".len());
-    let mut end = keep;
-    while !s.is_char_boundary(end) {
-        end -= 1;
+/// `s` cut to at most `max` bytes as a JSON string (quotes aside), on a character boundary and
+/// marked with an ellipsis; empty when nothing but the ellipsis would be left.
+fn cut_to(s: &str, max: usize) -> String {
+    fit_json(s, max)
+}
+
+fn fit_json(s: &str, max: usize) -> String {
+    if json_len(s) <= max {
+        return s.to_string();
     }
+    let budget = max.saturating_sub("…".len());
+    let mut used = 0;
+    let end = s
+        .char_indices()
+        .find(|&(_, c)| {
+            used += json_char_len(c);
+            used > budget
+        })
+        .map_or(s.len(), |(i, _)| i);
     if end == 0 { String::new() } else { format!("{}…", &s[..end]) }
+}
+
+/// Length of `s` once JSON-escaped by serde_json, without the quotes.
+fn json_len(s: &str) -> usize {
+    s.chars().map(json_char_len).sum()
+}
+
+fn json_char_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\u{8}' | '\u{c}' | '\n' | '\r' | '\t' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
 }
 
 #[cfg(test)]
@@ -187,6 +280,44 @@ mod tests {
         assert!(serde_json::to_vec(&body).unwrap().len() <= MAX_BODY_BYTES);
         assert_eq!(body["event"]["name"], "weird");
         assert_eq!(body["content"], "[event: weird]");
+    }
+
+    fn fits(body: &Value) -> bool {
+        serde_json::to_vec(body).unwrap().len() <= MAX_BODY_BYTES
+    }
+
+    #[test]
+    fn a_link_with_a_5_kb_url_fits_and_keeps_its_content() {
+        let mut msg = text("see this");
+        msg.msg_type = "link".into();
+        msg.link = Some(Link { title: "t".into(), description: "d".into(), url: format!("https://e.com/{}", "u".repeat(5000)) });
+        let body = inbound_body(&msg, "b");
+        assert!(fits(&body));
+        assert_eq!(body["content"], "see this");
+        assert!(body["link"]["url"].as_str().unwrap().starts_with("https://e.com/uuu"));
+    }
+
+    #[test]
+    fn a_10_kb_sender_and_escape_heavy_ids_still_fit() {
+        let mut msg = text(&"x".repeat(2048));
+        msg.sender = "o".repeat(10_000);
+        msg.account = "\u{1}".repeat(5_000);
+        msg.msg_type = "\"".repeat(5_000);
+        msg.msg_id = Some("\u{2}".repeat(5_000));
+        let body = inbound_body(&msg, &"\u{3}".repeat(500));
+        assert!(fits(&body), "{}", serde_json::to_vec(&body).unwrap().len());
+        assert!(body["from"].as_str().unwrap().starts_with("ooo"));
+    }
+
+    #[test]
+    fn a_huge_status_error_fits() {
+        let report = StatusReport {
+            bridge_message_id: "b".into(),
+            platform_event_id: "e".repeat(10_000),
+            delivered: false,
+            error: Some(crate::relay::message::ErrorInfo { code: Some("4".repeat(9_000)), message: "\u{1}".repeat(20_000) }),
+        };
+        assert!(fits(&status_event(&report, Some("MEM-1"))["body"]));
     }
 
     #[test]

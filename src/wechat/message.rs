@@ -206,6 +206,17 @@ impl Get<'_> {
         self.0.get(name).cloned().ok_or(MessageError::MissingField(name))
     }
 
+    /// `<MsgId>`: WeChat's 64-bit message id, the dedup key of every message (§2.2). An empty or
+    /// non-numeric one would make every such push of a user look like the first: malformed.
+    fn msg_id(&self) -> Result<String, MessageError> {
+        let id = self.req("MsgId")?;
+        let id = id.trim();
+        if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(malformed(format!("<MsgId> {id:?} is not a message id")));
+        }
+        Ok(id.to_string())
+    }
+
     /// Optional text: an empty element counts as absent.
     fn opt(&self, name: &str) -> Option<String> {
         self.0.get(name).filter(|v| !v.is_empty()).cloned()
@@ -245,18 +256,18 @@ pub fn parse(xml: &str) -> Result<Push, MessageError> {
     let create_time = Get::num("CreateTime", &g.req("CreateTime")?)?;
     let msg_type = g.req("MsgType")?;
     let body = match msg_type.to_ascii_lowercase().as_str() {
-        "text" => Body::Text { content: g.req("Content")?, msg_id: g.req("MsgId")?, biz_msg_menu_id: g.opt("bizmsgmenuid") },
-        "image" => Body::Image { pic_url: g.req("PicUrl")?, media_id: g.req("MediaId")?, msg_id: g.req("MsgId")? },
+        "text" => Body::Text { content: g.req("Content")?, msg_id: g.msg_id()?, biz_msg_menu_id: g.opt("bizmsgmenuid") },
+        "image" => Body::Image { pic_url: g.req("PicUrl")?, media_id: g.req("MediaId")?, msg_id: g.msg_id()? },
         "voice" => Body::Voice {
             media_id: g.req("MediaId")?,
             format: g.req("Format")?,
             recognition: g.opt("Recognition"),
             media_id_16k: g.opt("MediaId16K"),
-            msg_id: g.req("MsgId")?,
+            msg_id: g.msg_id()?,
         },
-        "video" => Body::Video { media_id: g.req("MediaId")?, thumb_media_id: g.req("ThumbMediaId")?, msg_id: g.req("MsgId")? },
+        "video" => Body::Video { media_id: g.req("MediaId")?, thumb_media_id: g.req("ThumbMediaId")?, msg_id: g.msg_id()? },
         "shortvideo" => {
-            Body::ShortVideo { media_id: g.req("MediaId")?, thumb_media_id: g.req("ThumbMediaId")?, msg_id: g.req("MsgId")? }
+            Body::ShortVideo { media_id: g.req("MediaId")?, thumb_media_id: g.req("ThumbMediaId")?, msg_id: g.msg_id()? }
         }
         // §2.3: Location_X is the latitude, Location_Y the longitude.
         "location" => Body::Location {
@@ -264,10 +275,10 @@ pub fn parse(xml: &str) -> Result<Push, MessageError> {
             longitude: g.req_f64("Location_Y")?,
             scale: g.opt_f64("Scale")?,
             label: g.opt("Label"),
-            msg_id: g.req("MsgId")?,
+            msg_id: g.msg_id()?,
         },
         "link" => {
-            Body::Link { title: g.req("Title")?, description: g.req("Description")?, url: g.req("Url")?, msg_id: g.req("MsgId")? }
+            Body::Link { title: g.req("Title")?, description: g.req("Description")?, url: g.req("Url")?, msg_id: g.msg_id()? }
         }
         "file" => Body::File {
             title: g.req("Title")?,
@@ -275,7 +286,7 @@ pub fn parse(xml: &str) -> Result<Push, MessageError> {
             file_key: g.req("FileKey")?,
             file_md5: g.req("FileMd5")?,
             file_total_len: g.opt("FileTotalLen").map(|v| Get::num("FileTotalLen", &v)).transpose()?,
-            msg_id: g.req("MsgId")?,
+            msg_id: g.msg_id()?,
         },
         "event" => Body::Event(parse_event(&g)?),
         _ => Body::Unknown { msg_type, msg_id: g.opt("MsgId"), fields: g.rest("MsgId") },
@@ -1070,6 +1081,15 @@ mod tests {
         let fields = parse_fields(&xml).unwrap();
         assert_eq!(fields["TimeStamp"], "1411525903");
         assert_eq!(fields["Encrypt"], encrypt);
+    }
+
+    #[test]
+    fn an_empty_or_non_numeric_msg_id_is_malformed() {
+        for bad in ["", " ", "abc", "12a", "123456789012345678901"] {
+            let xml = TEXT.replace("<MsgId>1234567890123456</MsgId>", &format!("<MsgId>{bad}</MsgId>"));
+            assert_ne!(xml, TEXT);
+            assert!(matches!(parse(&xml), Err(MessageError::Malformed(_))), "{bad:?}");
+        }
     }
 
     #[test]

@@ -38,7 +38,7 @@ async fn the_token_is_required_and_failed_messages_can_be_retried() {
     assert_eq!(api(&app, reqwest::Method::GET, "/messages", Some("wrong")).await.0, 401);
 
     app.vonage.fail_next(1, 400, None);
-    app.push(&app.wechat.text("o_admin", "will fail once"), PushMode::Plain).await;
+    app.push(&app.wechat.text("o_admin", "will fail once"), PushMode::Safe).await;
     wait_for("a failed message", Duration::from_secs(10), || async {
         api(&app, reqwest::Method::GET, "/messages?status=failed", Some(ADMIN)).await.1["messages"]
             .as_array()
@@ -85,7 +85,7 @@ async fn session_health_and_the_live_stream() {
     assert_eq!(unauthorized.status(), 401);
     let mut stream = reqwest::get(format!("{}/api/stream?token={ADMIN}", app.address)).await.unwrap();
     assert_eq!(stream.status(), 200);
-    app.push(&app.wechat.text("o_live", "watch me"), PushMode::Plain).await;
+    app.push(&app.wechat.text("o_live", "watch me"), PushMode::Safe).await;
     let mut seen = String::new();
     let read = tokio::time::timeout(Duration::from_secs(10), async {
         while !(seen.contains("watch me") && seen.contains("\"delivered\"")) {

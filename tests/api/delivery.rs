@@ -86,7 +86,7 @@ async fn media_location_link_and_events_carry_typed_extras() {
         ),
     ];
     for push in &pushes {
-        assert_eq!(app.push(push, PushMode::Plain).await.status, 200);
+        assert_eq!(app.push(push, PushMode::Safe).await.status, 200);
     }
     wait_for_events(&app, 5).await;
     let bodies: Vec<Value> = app.wechat_events().into_iter().map(|(_, e)| e["body"].clone()).collect();
@@ -116,7 +116,7 @@ async fn many_messages_from_one_user_arrive_in_order() {
     let app = spawn_app().await;
     for i in 0..8 {
         let push = app.wechat.text("o_carol", &format!("message {i}"));
-        assert_eq!(app.push(&push, PushMode::Plain).await.status, 200);
+        assert_eq!(app.push(&push, PushMode::Safe).await.status, 200);
     }
     wait_for_events(&app, 8).await;
     let contents: Vec<String> =
@@ -165,11 +165,11 @@ async fn transient_429s_and_5xx_are_retried_and_retry_after_is_honoured() {
     let app = spawn_app().await;
     app.vonage.fail_next(1, 429, Some(1));
     let started = Instant::now();
-    app.push(&app.wechat.text("o_erin", "rate limited"), PushMode::Plain).await;
+    app.push(&app.wechat.text("o_erin", "rate limited"), PushMode::Safe).await;
     wait_for_events(&app, 1).await;
     assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was not honoured");
     app.vonage.fail_next(2, 503, None);
-    app.push(&app.wechat.text("o_erin", "after 503s"), PushMode::Plain).await;
+    app.push(&app.wechat.text("o_erin", "after 503s"), PushMode::Safe).await;
     wait_for_events(&app, 2).await;
     assert_eq!(app.wechat_events().len(), 2);
 }
@@ -197,7 +197,7 @@ async fn a_restart_in_the_middle_loses_nothing_and_creates_no_second_conversatio
 #[tokio::test]
 async fn a_job_claimed_by_a_dead_worker_is_claimed_again_after_its_lease() {
     let mut app = spawn_app_with(WorkerMode::Manual, |_| {}).await;
-    app.push(&app.wechat.text("o_gina", "orphaned"), PushMode::Plain).await;
+    app.push(&app.wechat.text("o_gina", "orphaned"), PushMode::Safe).await;
     // Another process claims the job and dies without finishing it.
     let claimed = app.store.claim_jobs(300, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
@@ -213,7 +213,7 @@ async fn a_job_claimed_by_a_dead_worker_is_claimed_again_after_its_lease() {
 async fn a_permanent_error_fails_at_once_and_can_be_retried() {
     let app = spawn_app().await;
     app.vonage.fail_next(1, 400, None);
-    app.push(&app.wechat.text("o_hank", "bad request"), PushMode::Plain).await;
+    app.push(&app.wechat.text("o_hank", "bad request"), PushMode::Safe).await;
     wait_for("failed", WAIT, || async { app.store.messages(None, 10).await.unwrap()[0].status == "failed" }).await;
     let failed = app.store.messages(Some("failed"), 10).await.unwrap().remove(0);
     assert_eq!(failed.attempts, 1);
@@ -231,7 +231,7 @@ async fn too_many_attempts_mark_the_message_failed() {
     })
     .await;
     app.vonage.set_down(true);
-    app.push(&app.wechat.text("o_ivy", "never"), PushMode::Plain).await;
+    app.push(&app.wechat.text("o_ivy", "never"), PushMode::Safe).await;
     wait_for("failed", WAIT, || async { app.store.messages(None, 10).await.unwrap()[0].status == "failed" }).await;
     let failed = app.store.messages(None, 10).await.unwrap().remove(0);
     assert_eq!(failed.attempts, 3);
@@ -254,7 +254,7 @@ async fn an_existing_vonage_user_and_conversation_are_found_and_reused() {
             http.post(format!("{base}{path}")).bearer_auth(minter.token().unwrap()).json(&body).send().await.unwrap().status();
         assert_eq!(status, 201);
     }
-    app.push(&app.wechat.text("o_jack", "I am back"), PushMode::Plain).await;
+    app.push(&app.wechat.text("o_jack", "I am back"), PushMode::Safe).await;
     wait_for_events(&app, 1).await;
     assert_eq!(app.vonage.users().len(), 1);
     assert_eq!(app.vonage.conversations().len(), 1);
@@ -279,8 +279,8 @@ async fn single_conversation_mode_puts_every_user_in_the_configured_conversation
     let shared = created["id"].as_str().unwrap().to_string();
     app.settings.insert("VONAGE_CONVERSATION_ID".into(), shared.clone());
     app.restart(WorkerMode::Background).await;
-    app.push(&app.wechat.text("o_k1", "one"), PushMode::Plain).await;
-    app.push(&app.wechat.text("o_k2", "two"), PushMode::Plain).await;
+    app.push(&app.wechat.text("o_k1", "one"), PushMode::Safe).await;
+    app.push(&app.wechat.text("o_k2", "two"), PushMode::Safe).await;
     wait_for_events(&app, 2).await;
     assert_eq!(app.vonage.conversations().len(), 1);
     assert!(app.wechat_events().iter().all(|(conv, _)| conv == &shared));
@@ -291,7 +291,7 @@ async fn single_conversation_mode_puts_every_user_in_the_configured_conversation
 async fn application_jwts_are_reused_between_calls() {
     let app = spawn_app().await;
     for i in 0..3 {
-        app.push(&app.wechat.text("o_lee", &format!("{i}")), PushMode::Plain).await;
+        app.push(&app.wechat.text("o_lee", &format!("{i}")), PushMode::Safe).await;
     }
     wait_for_events(&app, 3).await;
     let ids = app.vonage.jwt_ids();

@@ -123,6 +123,7 @@ impl TestApp {
     async fn start(&mut self) {
         let mut config = self.config();
         config.relay.poll_interval = Duration::from_millis(50);
+        config.relay.shutdown_grace = Duration::from_secs(1);
         let app = Application::build(config, self.mode).await.expect("app builds");
         self.address = format!("http://127.0.0.1:{}", app.port());
         // Vonage delivers every event, the bridge's own included, to the RTC webhook (§3.2).

@@ -7,6 +7,7 @@ use axum::routing::get;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use wechat_bridge::app::WorkerMode;
 use wechat_bridge::sim::wechat::PushMode;
 
 use crate::helpers::*;
@@ -179,7 +180,7 @@ async fn the_window_quota_is_enforced_without_calling_wechat() {
     assert_eq!(failed[0]["error"]["code"], "45047");
     assert_eq!(app.wechat.sent().len(), 2);
     // The customer writes again: the window and its quota start over.
-    app.push(&app.wechat.text("o_out_6", "again"), PushMode::Plain).await;
+    app.push(&app.wechat.text("o_out_6", "again"), PushMode::Safe).await;
     wait_for("the second inbound", WAIT, || async { app.wechat_events().len() >= 2 }).await;
     agent_says(&app, &conv, &agent, json!({"content": "r3", "direction": "outbound"}));
     wait_sent(&app, 3).await;
@@ -303,4 +304,65 @@ async fn a_follow_opens_a_one_minute_window_of_three_replies_and_unsubscribing_c
     assert_eq!(statuses(&app, &conv)[4]["error"]["code"], "45015");
     let sends_after = app.wechat.requests().iter().filter(|r| *r == "/cgi-bin/message/custom/send").count();
     assert_eq!(sends_before, sends_after, "a closed window fails without calling WeChat");
+}
+
+/// The newest outbound message in the store.
+async fn last_outbound(app: &TestApp) -> Option<wechat_bridge::store::MessageRecord> {
+    app.store.messages(None, 100).await.unwrap().into_iter().find(|m| m.direction == "outbound")
+}
+
+#[tokio::test]
+async fn a_hanging_media_url_holds_up_nobody_else_and_is_cut_off_by_the_job_timeout() {
+    let app = spawn_app_with(WorkerMode::Background, |s| {
+        s.insert("BRIDGE_JOB_TIMEOUT_SECS".into(), "3".into());
+    })
+    .await;
+    // A media server that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/slow.png", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let (conv, agent) = customer_writes(&app, "o_hang").await;
+    agent_says(&app, &conv, &agent, json!({"msgtype": "image", "media": {"url": url}, "direction": "outbound"}));
+    wait_for("the hanging job to start", WAIT, || async { last_outbound(&app).await.is_some_and(|m| m.attempts >= 1) }).await;
+    // Another customer writes meanwhile: delivered while the first job still hangs.
+    let before = app.wechat_events().len();
+    assert_eq!(app.push(&app.wechat.text("o_other", "am I stuck?"), PushMode::Safe).await.status, 200);
+    wait_for("the other customer's message", WAIT, || async { app.wechat_events().len() > before }).await;
+    let hanging = last_outbound(&app).await.unwrap();
+    assert_eq!((hanging.status.as_str(), hanging.attempts, hanging.last_error.as_deref()), ("stored", 1, None));
+    // The job timeout ends the attempt; it is retried later like any other failure.
+    wait_for("the job timeout", WAIT, || async {
+        last_outbound(&app).await.and_then(|m| m.last_error).is_some_and(|e| e.contains("timed out after 3 s"))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_releases_running_jobs_instead_of_draining_the_outbox() {
+    let mut app = spawn_app().await;
+    for i in 0..10 {
+        assert_eq!(app.push(&app.wechat.text("o_slow", &format!("m{i}")), PushMode::Safe).await.status, 200);
+        if i == 0 {
+            wait_for("the first delivery", WAIT, || async { app.wechat_events().len() == 1 }).await;
+            app.vonage.set_latency(Duration::from_secs(3)); // slower than the 1 s grace of tests
+        }
+    }
+    wait_for("a slow delivery in flight", WAIT, || async { app.store.running_jobs().await.unwrap() == 1 }).await;
+    let started = std::time::Instant::now();
+    app.shutdown().await;
+    println!("shutdown with a delivery in flight took {:?}", started.elapsed());
+    assert!(app.wechat_events().len() < 10, "shutdown drained the whole outbox first");
+    assert_eq!(app.store.running_jobs().await.unwrap(), 0, "a claimed job was neither finished nor released");
+    app.vonage.set_latency(Duration::ZERO);
+    app.restart(WorkerMode::Background).await;
+    wait_for("all ten delivered", WAIT, || async { app.store.outbox_depth().await.unwrap() == 0 }).await;
+    let mut contents: Vec<String> =
+        app.wechat_events().iter().map(|(_, e)| e["body"]["content"].as_str().unwrap().to_string()).collect();
+    contents.dedup(); // a delivery cut off by the shutdown may arrive twice, back to back
+    assert_eq!(contents, (0..10).map(|i| format!("m{i}")).collect::<Vec<_>>());
 }

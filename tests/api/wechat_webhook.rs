@@ -8,6 +8,12 @@ use wechat_bridge::wechat::{message, signature};
 
 use crate::helpers::*;
 
+/// These tests exercise plaintext pushes too: with the AES key configured, that takes
+/// `WECHAT_ALLOW_PLAINTEXT` (the refusal itself is tested below).
+fn allow_plaintext(settings: &mut std::collections::HashMap<String, String>) {
+    settings.insert("WECHAT_ALLOW_PLAINTEXT".into(), "true".into());
+}
+
 fn now() -> i64 {
     wechat_bridge::store::now_ms() / 1000
 }
@@ -48,7 +54,7 @@ async fn official_url_check_vector_passes() {
 
 #[tokio::test]
 async fn plain_safe_and_compatible_pushes_are_stored_and_answered_success() {
-    let app = spawn_app_with(WorkerMode::Manual, |_| {}).await;
+    let app = spawn_app_with(WorkerMode::Manual, allow_plaintext).await;
     for (i, mode) in [PushMode::Plain, PushMode::Safe, PushMode::Compatible].into_iter().enumerate() {
         let push = app.wechat.text("o_user_1", &format!("hello {i}"));
         let reply = app.push(&push, mode).await;
@@ -68,7 +74,7 @@ async fn plain_safe_and_compatible_pushes_are_stored_and_answered_success() {
 
 #[tokio::test]
 async fn the_alias_route_accepts_pushes_too() {
-    let app = spawn_app_with(WorkerMode::Manual, |_| {}).await;
+    let app = spawn_app_with(WorkerMode::Manual, allow_plaintext).await;
     let push = app.wechat.text("o_user_1", "via alias");
     let reply = app.wechat.push(&format!("{}/weChatEvent", app.address), &push, PushMode::Plain).await.unwrap();
     assert_eq!(reply.status, 200);
@@ -77,7 +83,7 @@ async fn the_alias_route_accepts_pushes_too() {
 
 #[tokio::test]
 async fn four_deliveries_of_one_msgid_store_one_message() {
-    let app = spawn_app_with(WorkerMode::Manual, |_| {}).await;
+    let app = spawn_app_with(WorkerMode::Manual, allow_plaintext).await;
     let push = app.wechat.text("o_user_1", "retried by wechat");
     // WeChat's retries may overlap the first attempt (§4.1): send them concurrently.
     let replies = futures_util::future::join_all((0..4).map(|i| {
@@ -93,7 +99,7 @@ async fn four_deliveries_of_one_msgid_store_one_message() {
 #[tokio::test]
 async fn the_same_msgid_from_two_users_is_two_messages() {
     // MsgIds collide across users (WxJava #333): the key includes FromUserName.
-    let app = spawn_app_with(WorkerMode::Manual, |_| {}).await;
+    let app = spawn_app_with(WorkerMode::Manual, allow_plaintext).await;
     let mut push = app.wechat.text("o_user_1", "a");
     app.push(&push, PushMode::Plain).await;
     push.from_user_name = "o_user_2".into();
@@ -103,7 +109,7 @@ async fn the_same_msgid_from_two_users_is_two_messages() {
 
 #[tokio::test]
 async fn an_event_retried_is_stored_once() {
-    let app = spawn_app_with(WorkerMode::Manual, |_| {}).await;
+    let app = spawn_app_with(WorkerMode::Manual, allow_plaintext).await;
     let xml = format!(
         "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA[o_user_1]]></FromUserName>\
          <CreateTime>{}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event></xml>",
@@ -130,7 +136,7 @@ async fn assert_nothing_stored(app: &TestApp) {
 
 #[tokio::test]
 async fn forged_signatures_are_401_and_store_nothing() {
-    let app = spawn_app_with(WorkerMode::Manual, |_| {}).await;
+    let app = spawn_app_with(WorkerMode::Manual, allow_plaintext).await;
     let push = app.wechat.text("o_user_1", "forged");
     let (query, body) = app.wechat.signed_request(&push, PushMode::Plain, now());
     let tampered_sig = {
@@ -152,7 +158,7 @@ async fn forged_signatures_are_401_and_store_nothing() {
 
 #[tokio::test]
 async fn stale_or_future_timestamps_are_401_unless_the_check_is_off() {
-    let app = spawn_app_with(WorkerMode::Manual, |_| {}).await;
+    let app = spawn_app_with(WorkerMode::Manual, allow_plaintext).await;
     let push = app.wechat.text("o_user_1", "replayed");
     for skew in [-301, 301] {
         let (query, body) = app.wechat.signed_request(&push, PushMode::Plain, now() + skew);
@@ -161,6 +167,7 @@ async fn stale_or_future_timestamps_are_401_unless_the_check_is_off() {
     assert_nothing_stored(&app).await;
 
     let lenient = spawn_app_with(WorkerMode::Manual, |s| {
+        allow_plaintext(s);
         s.insert("WECHAT_MAX_TIMESTAMP_SKEW_SECS".into(), "0".into());
     })
     .await;
@@ -170,7 +177,7 @@ async fn stale_or_future_timestamps_are_401_unless_the_check_is_off() {
 
 #[tokio::test]
 async fn malformed_xml_and_doctype_are_400_and_store_nothing() {
-    let app = spawn_app_with(WorkerMode::Manual, |_| {}).await;
+    let app = spawn_app_with(WorkerMode::Manual, allow_plaintext).await;
     let bodies = [
         "<xml><ToUserName>unclosed".to_string(),
         "not xml at all".to_string(),
@@ -187,7 +194,7 @@ async fn malformed_xml_and_doctype_are_400_and_store_nothing() {
 
 #[tokio::test]
 async fn a_body_over_one_mebibyte_is_413() {
-    let app = spawn_app_with(WorkerMode::Manual, |_| {}).await;
+    let app = spawn_app_with(WorkerMode::Manual, allow_plaintext).await;
     let body = format!("<xml><Content>{}</Content></xml>", "a".repeat(1 << 20));
     assert_eq!(post_signed(&app, body).await, 413);
     assert_nothing_stored(&app).await;
@@ -195,7 +202,7 @@ async fn a_body_over_one_mebibyte_is_413() {
 
 #[tokio::test]
 async fn a_wrong_content_type_is_415() {
-    let app = spawn_app_with(WorkerMode::Manual, |_| {}).await;
+    let app = spawn_app_with(WorkerMode::Manual, allow_plaintext).await;
     let push = app.wechat.text("o_user_1", "x");
     let (query, body) = app.wechat.signed_request(&push, PushMode::Plain, now());
     let status = reqwest::Client::new()
@@ -212,7 +219,7 @@ async fn a_wrong_content_type_is_415() {
 
 #[tokio::test]
 async fn an_encrypted_message_for_another_app_id_is_401() {
-    let app = spawn_app_with(WorkerMode::Manual, |_| {}).await;
+    let app = spawn_app_with(WorkerMode::Manual, allow_plaintext).await;
     let push = app.wechat.text("o_user_1", "for someone else");
     let other = MessageCrypto::new(AES_KEY, "wx_other_app_id").unwrap();
     let encrypt = other.encrypt(&message::to_xml(&push));
@@ -239,7 +246,72 @@ async fn an_encrypted_push_without_a_configured_key_is_400() {
 
 #[tokio::test]
 async fn health_and_readiness() {
-    let app = spawn_app_with(WorkerMode::Manual, |_| {}).await;
+    let app = spawn_app_with(WorkerMode::Manual, allow_plaintext).await;
     assert_eq!(get(&format!("{}/healthz", app.address)).await.0, 200);
     assert_eq!(get(&format!("{}/readyz", app.address)).await, (200, "ready".to_string()));
+}
+
+#[tokio::test]
+async fn with_an_aes_key_plaintext_pushes_are_refused_unless_allowed() {
+    let app = spawn_app_with(WorkerMode::Manual, |_| {}).await;
+    let push = app.wechat.text("o_injected", "I am someone else");
+    assert_eq!(app.push(&push, PushMode::Plain).await.status, 401);
+    assert_nothing_stored(&app).await;
+    // Encrypted pushes (safe and compatible mode) are what an AES key is for.
+    assert_eq!(app.push(&push, PushMode::Safe).await.status, 200);
+    assert_eq!(app.push(&app.wechat.text("o_injected", "two"), PushMode::Compatible).await.status, 200);
+    assert_eq!(app.message_count().await, 2);
+
+    let switching = spawn_app_with(WorkerMode::Manual, allow_plaintext).await;
+    assert_eq!(switching.push(&push, PushMode::Plain).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_replayed_timestamp_and_nonce_with_another_body_is_401() {
+    let app = spawn_app_with(WorkerMode::Manual, allow_plaintext).await;
+    let first = app.wechat.text("o_victim", "the real message");
+    let (query, body) = app.wechat.signed_request(&first, PushMode::Plain, now());
+    assert_eq!(app.wechat.post_raw(&app.webhook(), &query, body.clone()).await.unwrap().status, 200);
+    // WeChat's retry of the same push (same query, same body) is a duplicate: `success`.
+    let retry = app.wechat.post_raw(&app.webhook(), &query, body).await.unwrap();
+    assert_eq!((retry.status, retry.body.as_str()), (200, "success"));
+    // Someone who saw the URL posts another message under the same signature: refused.
+    let forged = message::to_xml(&app.wechat.text("o_victim", "send the money to me"));
+    assert_eq!(app.wechat.post_raw(&app.webhook(), &query, forged).await.unwrap().status, 401);
+    assert_eq!(app.message_count().await, 1);
+    // Refused on another instance too: the nonce is in the shared database.
+    let (query, body) = app.wechat.signed_request(&app.wechat.text("o_victim", "once"), PushMode::Safe, now());
+    assert_eq!(app.wechat.post_raw(&app.webhook(), &query, body).await.unwrap().status, 200);
+    let mut other = app.config();
+    other.listen = "127.0.0.1:0".parse().unwrap();
+    let second = wechat_bridge::app::Application::build(other, WorkerMode::Manual).await.unwrap();
+    let second_url = format!("http://127.0.0.1:{}/webhooks/wechat", second.port());
+    tokio::spawn(second.run_until_stopped(std::future::pending()));
+    let other_body = app.wechat.signed_request(&app.wechat.text("o_victim", "twice"), PushMode::Safe, now()).1;
+    assert_eq!(app.wechat.post_raw(&second_url, &query, other_body).await.unwrap().status, 401);
+}
+
+#[tokio::test]
+async fn a_message_with_an_empty_msgid_is_400_and_stores_nothing() {
+    let app = spawn_app_with(WorkerMode::Manual, |_| {}).await;
+    let xml = |id: &str| {
+        format!(
+            "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA[o_empty]]></FromUserName>\
+             <CreateTime>{}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content>\
+             <MsgId>{id}</MsgId></xml>",
+            now()
+        )
+    };
+    let crypto = MessageCrypto::new(AES_KEY, APP_ID).unwrap();
+    for id in ["", "   "] {
+        let ts = now().to_string();
+        let nonce = format!("n{}", id.len());
+        let encrypt = crypto.encrypt(&xml(id));
+        let msg_sig = signature::sign(&[TOKEN, &ts, &nonce, &encrypt]);
+        let sig = signature::sign(&[TOKEN, &ts, &nonce]);
+        let query = format!("signature={sig}&timestamp={ts}&nonce={nonce}&encrypt_type=aes&msg_signature={msg_sig}");
+        let body = message::encrypted_envelope_xml(ACCOUNT, &encrypt);
+        assert_eq!(app.wechat.post_raw(&app.webhook(), &query, body).await.unwrap().status, 400, "MsgId {id:?}");
+    }
+    assert_nothing_stored(&app).await;
 }
