@@ -361,6 +361,18 @@ mod tests {
         assert!(fetcher.fetch(&format!("{base}/hop/{}", MAX_REDIRECTS - 1), 1000).await.is_ok());
         assert_eq!(fetcher.fetch(&format!("{base}/hop/{}", MAX_REDIRECTS + 1), 1000).await, Err(FetchError::TooManyRedirects));
         assert_eq!(fetcher.fetch(&format!("{base}/away"), 1000).await, Err(FetchError::RedirectLoop));
+        // Each redirect is checked like the first URL: scheme and address.
+        for (target, expected) in [
+            // A Location that is not an http(s) URI is not followed at all: the 307 stands.
+            ("file:///etc/passwd", FetchError::Status(307)),
+            ("http://169.254.169.254/latest/meta-data/", FetchError::NonPublic("169.254.169.254".into())),
+            ("http://[fd00::1]/x", FetchError::NonPublic("fd00::1".into())),
+        ] {
+            let port = server(Arc::new(AtomicUsize::new(0)), target.into()).await;
+            let error = fetcher.fetch(&format!("http://127.0.0.1:{port}/away"), 1000).await.unwrap_err();
+            assert_eq!(error, expected, "{target}");
+            assert!(!error.is_retryable(), "{target}");
+        }
     }
 
     #[tokio::test]
