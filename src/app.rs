@@ -72,7 +72,8 @@ impl Application {
             config.wechat.app_secret.clone(),
             store.clone(),
         ));
-        let channel = WeChatChannel::new(wechat_client.clone());
+        let channel = WeChatChannel::new(wechat_client.clone())
+            .with_media_fetcher(crate::wechat::media_fetch::MediaFetcher::new(config.media_fetch_allowlist.clone()));
         let media_links =
             config.public_url.as_deref().map(|url| Arc::new(MediaLinks::new(config.wechat.app_secret.expose(), url)));
         let vonage = Arc::new(VonageWebhook {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::vonage::jwt::JwtMinter;
 use crate::wechat::crypto::MessageCrypto;
+use crate::wechat::fetch_policy::FetchAllowlist;
 
 /// A secret string (app secret, token, private key): never printed by `Debug` or logs.
 #[derive(Clone, PartialEq, Eq)]
@@ -122,6 +123,8 @@ pub struct Config {
     pub wechat: WeChatConfig,
     pub vonage: VonageConfig,
     pub relay: RelayConfig,
+    /// `BRIDGE_MEDIA_FETCH_ALLOWLIST`: what agents' `media.url` may reach besides public addresses.
+    pub media_fetch_allowlist: FetchAllowlist,
 }
 
 impl Config {
@@ -228,6 +231,9 @@ impl Config {
             ..defaults
         };
 
+        let media_fetch_allowlist = FetchAllowlist::parse(&get("BRIDGE_MEDIA_FETCH_ALLOWLIST").unwrap_or_default())
+            .map_err(|reason| ConfigError::Invalid { key: "BRIDGE_MEDIA_FETCH_ALLOWLIST", reason })?;
+
         Ok(Config {
             listen,
             database_url,
@@ -237,6 +243,7 @@ impl Config {
             wechat,
             vonage,
             relay,
+            media_fetch_allowlist,
         })
     }
 }

@@ -57,6 +57,8 @@ pub async fn run(
         ("VONAGE_API_BASE", vonage_base),
         ("VONAGE_SIGNATURE_SECRET", SIGNATURE_SECRET.into()),
         ("BRIDGE_RETRY_BASE_MS", "200".into()),
+        // The demo's media servers are on loopback, which agents' media URLs may not reach by default.
+        ("BRIDGE_MEDIA_FETCH_ALLOWLIST", "127.0.0.0/8,::1/128".into()),
     ];
     let mut config = Config::from_lookup(|key| settings.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()))?;
     config.open_admin = true;

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::client::{WeChatClient, WeChatError};
+use super::fetch_policy::FetchAllowlist;
+use super::media_fetch::{FetchError, MediaFetcher};
 use crate::relay::message::{Contact, OutboundMessage};
 use crate::relay::{Channel, DeliveryError};
 
@@ -18,11 +20,19 @@ const MAX_MEDIA_BYTES: usize = 10 << 20;
 #[derive(Debug)]
 pub struct WeChatChannel {
     client: Arc<WeChatClient>,
+    /// Downloads agents' `media.url`s; public addresses only unless told otherwise.
+    fetcher: MediaFetcher,
 }
 
 impl WeChatChannel {
+    /// The channel on `client`; agents' media URLs may reach public addresses only.
     pub fn new(client: Arc<WeChatClient>) -> Self {
-        Self { client }
+        Self { client, fetcher: MediaFetcher::new(FetchAllowlist::default()) }
+    }
+
+    /// Downloads agents' media URLs with `fetcher` (built from `BRIDGE_MEDIA_FETCH_ALLOWLIST`).
+    pub fn with_media_fetcher(self, fetcher: MediaFetcher) -> Self {
+        Self { fetcher, ..self }
     }
 
     /// The `custom/send` body for one part (§6.3), uploading media given by URL first.
@@ -58,7 +68,9 @@ impl WeChatChannel {
             code: None,
             reason: format!("{} without media_url or media_id", msg.msg_type),
         })?;
-        let (content_type, bytes) = self.client.fetch_url(url, MAX_MEDIA_BYTES).await.map_err(classify)?;
+        // Agents' URLs go through the fetcher's address policy: the bytes end up with a customer,
+        // so a URL must not read the bridge's own network.
+        let (content_type, bytes) = self.fetcher.fetch(url, MAX_MEDIA_BYTES).await.map_err(fetch_failed)?;
         let filename = url
             .rsplit('/')
             .next()
@@ -139,6 +151,16 @@ fn classify(e: WeChatError) -> DeliveryError {
         DeliveryError::Retry { reason: e.to_string(), after: None }
     } else {
         DeliveryError::Permanent { code: e.code().map(|c| c.to_string()), reason: e.to_string() }
+    }
+}
+
+/// A refused or hopeless fetch fails the message now (its reason tells the agent why); one that
+/// may work later waits for the outbox's backoff.
+fn fetch_failed(e: FetchError) -> DeliveryError {
+    if e.is_retryable() {
+        DeliveryError::Retry { reason: e.to_string(), after: None }
+    } else {
+        DeliveryError::Permanent { code: None, reason: e.to_string() }
     }
 }
 

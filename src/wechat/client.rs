@@ -66,13 +66,14 @@ fn is_token_errcode(code: i64) -> bool {
 
 impl WeChatError {
     /// Worth retrying later: busy (-1), quota (45009), too frequent (45011), token errors that
-    /// survived the refresh, HTTP 429/5xx, transport and store errors. Everything else (45015
+    /// survived the refresh, HTTP 408/429/5xx, transport and store errors. Everything else (45015
     /// window closed, 43004, 40003, 45047, 45002, 40008, 48001, 40004/40007, …) cannot succeed
     /// by repetition (§5.3, §6.2, §7).
     pub fn is_retryable(&self) -> bool {
         match self {
             WeChatError::Api { errcode, .. } => matches!(errcode, -1 | 45009 | 45011) || is_token_errcode(*errcode),
-            WeChatError::Http { status } => *status == 429 || *status >= 500,
+            // 408: a gateway gave up waiting for the request; sending it again can succeed.
+            WeChatError::Http { status } => matches!(*status, 408 | 429) || *status >= 500,
             WeChatError::Transport(_) | WeChatError::Store(_) => true,
             WeChatError::Decode(_) | WeChatError::TooLarge => false,
         }
@@ -214,8 +215,9 @@ impl WeChatClient {
         }
     }
 
-    /// Downloads an arbitrary media URL (outbound media given by URL): its content type and at
-    /// most `max_bytes` bytes, else [`WeChatError::TooLarge`].
+    /// Downloads a URL WeChat itself handed out (`media/get`'s `video_url`, §7.2): its content
+    /// type and at most `max_bytes` bytes, else [`WeChatError::TooLarge`]. Not for agents' URLs:
+    /// those go through `media_fetch::MediaFetcher`, which refuses non-public addresses.
     pub async fn fetch_url(&self, url: &str, max_bytes: usize) -> Result<(String, Vec<u8>), WeChatError> {
         let response = self.http.get(url).send().await.map_err(transport)?;
         read_capped(response, max_bytes).await
@@ -381,4 +383,19 @@ async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<(Str
 /// A transport error without its URL, which holds the access_token.
 fn transport(e: reqwest::Error) -> WeChatError {
     WeChatError::Transport(crate::transport_error_text(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_408_429_and_5xx_are_retryable_other_4xx_are_not() {
+        for status in [408, 429, 500, 502, 503, 504] {
+            assert!(WeChatError::Http { status }.is_retryable(), "{status}");
+        }
+        for status in [400, 401, 403, 404, 413] {
+            assert!(!WeChatError::Http { status }.is_retryable(), "{status}");
+        }
+    }
 }

@@ -94,6 +94,8 @@ pub async fn spawn_app_with(mode: WorkerMode, adjust: impl FnOnce(&mut HashMap<S
         ("BRIDGE_RETRY_BASE_MS", "50".into()),
         ("BRIDGE_RETRY_MAX_SECS", "1".into()),
         ("BRIDGE_LEASE_SECS", "1".into()),
+        // Media URLs in tests point at loopback servers, which agents may not name by default.
+        ("BRIDGE_MEDIA_FETCH_ALLOWLIST", "127.0.0.0/8,::1/128".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -8,6 +8,7 @@ mod delivery;
 mod demo;
 mod helpers;
 mod media;
+mod media_fetch;
 mod outbound;
 mod vonage_sim;
 mod wechat_client;
