@@ -252,3 +252,83 @@ async fn sigterm_with_an_open_live_stream_exits_within_10_seconds() {
     let rest = tokio::time::timeout(Duration::from_secs(1), async { while let Ok(Some(_)) = stream.chunk().await {} }).await;
     assert!(rest.is_ok(), "the stream is still open after the process exited");
 }
+
+#[test]
+fn http_limits_have_defaults_and_are_read_from_the_toml_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bridge.toml");
+    let required = "wechat_token = \"t\"\nwechat_app_id = \"wx1\"\nwechat_app_secret = \"s\"\nvonage_application_id = \"a\"\n";
+    let pem = keypair().0.replace('\n', "\\n");
+    std::fs::write(&file, format!("{required}vonage_private_key = \"{pem}\"\n")).unwrap();
+    let defaults = wechat_bridge::config::Config::load(Some(&file)).unwrap().http;
+    assert_eq!(defaults, wechat_bridge::config::HttpConfig::default());
+    assert_eq!((defaults.max_connections, defaults.header_timeout.as_secs(), defaults.idle_timeout.as_secs()), (512, 10, 60));
+    let limits = "bridge_max_connections = 64\nbridge_header_timeout_secs = 3\nbridge_idle_timeout_secs = 20\n";
+    std::fs::write(&file, format!("{required}vonage_private_key = \"{pem}\"\n{limits}")).unwrap();
+    let http = wechat_bridge::config::Config::load(Some(&file)).unwrap().http;
+    assert_eq!((http.max_connections, http.header_timeout.as_secs(), http.idle_timeout.as_secs()), (64, 3, 20));
+}
+
+#[tokio::test]
+async fn out_of_file_descriptors_the_accept_loop_backs_off_and_recovers() {
+    // `serve` under a hard open-files limit of 64: the flood below runs it out of descriptors
+    // (EMFILE on accept). It must neither exit nor spin, and serve again once the flood is gone.
+    let app = spawn_app_with(WorkerMode::Manual, |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut settings = app.settings.clone();
+    settings.insert("BRIDGE_LISTEN".into(), format!("127.0.0.1:{port}"));
+    settings.insert("BRIDGE_DATABASE_URL".into(), format!("sqlite://{}", dir.path().join("serve.db").display()));
+    settings.insert("BRIDGE_IDLE_TIMEOUT_SECS".into(), "2".into());
+    settings.insert("RUST_LOG".into(), "warn".into());
+    let mut child = KillOnDrop(
+        Command::new("sh")
+            .args(["-c", "ulimit -n 64 && exec \"$0\" serve", env!("CARGO_BIN_EXE_wechat-bridge")])
+            .env_clear()
+            .envs(&settings)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Read stderr on a thread, so a chatty child never blocks on a full pipe.
+    let mut stderr = child.0.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut log = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
+        log
+    });
+    let client = fresh_client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
+        assert!(child.0.try_wait().unwrap().is_none(), "serve exited early");
+        assert!(Instant::now() < deadline, "serve never became healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut flood = Vec::new();
+    for _ in 0..200 {
+        if let Ok(socket) = TcpStream::connect(format!("127.0.0.1:{port}")).await {
+            flood.push(socket);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(child.0.try_wait().unwrap().is_none(), "serve died under the flood");
+    drop(flood);
+
+    wait_for("healthz once the flood is gone", Duration::from_secs(10), || async {
+        client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = child.0.wait().unwrap();
+    let log = log.join().unwrap();
+    assert!(status.success(), "{status}: {log}");
+    let backoffs = log.matches("accept failed").count();
+    println!("accept errors logged under a 64-descriptor limit: {backoffs}");
+    // Each is followed by a 100 ms pause: a spinning loop would log thousands.
+    assert!(backoffs < 200, "{backoffs} accept errors: the loop spun");
+}
