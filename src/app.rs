@@ -4,13 +4,15 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, HttpConfig};
 use crate::http::admin::AdminAccess;
 use crate::http::media::MediaLinks;
+use crate::http::shutdown::Shutdown;
 use crate::http::vonage::VonageWebhook;
 use crate::http::wechat::WeChatWebhook;
 use crate::http::{AppState, router};
@@ -40,6 +42,7 @@ pub struct Application {
     state: AppState,
     worker: Arc<BridgeWorker>,
     mode: WorkerMode,
+    http: HttpConfig,
 }
 
 impl Application {
@@ -91,7 +94,20 @@ impl Application {
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         Ok(Self {
             listener,
-            state: AppState { store, wechat, vonage, media_links, wechat_client, admin, signals, demo: None },
+            state: AppState {
+                store,
+                wechat,
+                vonage,
+                media_links,
+                wechat_client,
+                admin,
+                signals,
+                demo: None,
+                shutdown: Shutdown::default(),
+                // Well inside the idle timeout, and no more often than the usual 15 s.
+                stream_keep_alive: (config.http.idle_timeout / 2).min(Duration::from_secs(15)),
+            },
+            http: config.http.clone(),
             worker,
             mode,
         })
@@ -116,7 +132,8 @@ impl Application {
         self.worker.clone()
     }
 
-    /// Serves until `shutdown` resolves; in-flight requests finish, the worker stops between jobs.
+    /// Serves until `shutdown` resolves; then stops accepting, ends the live streams, gives
+    /// in-flight requests `http::server::SHUTDOWN_GRACE` and drops the rest; the worker stops between jobs.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let worker_task = (self.mode == WorkerMode::Background).then(|| {
@@ -130,14 +147,15 @@ impl Application {
                     .await
             })
         });
+        let streams = self.state.shutdown.clone();
         let app = router(self.state);
         tracing::info!(addr = %self.listener.local_addr()?, "wechat-bridge listening");
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = stop_tx.send(true);
-            })
-            .await;
+        let result = crate::http::server::serve(self.listener, app, &self.http, async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+            streams.trigger();
+        })
+        .await;
         if let Some(task) = worker_task {
             let _ = task.await;
         }

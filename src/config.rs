@@ -111,6 +111,25 @@ impl Default for RelayConfig {
     }
 }
 
+/// Limits of the HTTP server (DESIGN.md "Flow and guarantees" 4: slow or idle clients are timed
+/// out and connections are limited). Not in DESIGN.md's fixed table: extra keys, with defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// `BRIDGE_MAX_CONNECTIONS`: connections served at once; past it, 503 and close. Clamped at
+    /// start below the open-files limit (see `http::server`).
+    pub max_connections: usize,
+    /// `BRIDGE_HEADER_TIMEOUT_SECS`: time a client has to send a whole request head.
+    pub header_timeout: Duration,
+    /// `BRIDGE_IDLE_TIMEOUT_SECS`: a connection with no bytes read or written for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { max_connections: 512, header_timeout: Duration::from_secs(10), idle_timeout: Duration::from_secs(60) }
+    }
+}
+
 /// The whole configuration of `serve`.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -125,6 +144,7 @@ pub struct Config {
     pub relay: RelayConfig,
     /// `BRIDGE_MEDIA_FETCH_ALLOWLIST`: what agents' `media.url` may reach besides public addresses.
     pub media_fetch_allowlist: FetchAllowlist,
+    pub http: HttpConfig,
 }
 
 impl Config {
@@ -233,6 +253,28 @@ impl Config {
 
         let media_fetch_allowlist = FetchAllowlist::parse(&get("BRIDGE_MEDIA_FETCH_ALLOWLIST").unwrap_or_default())
             .map_err(|reason| ConfigError::Invalid { key: "BRIDGE_MEDIA_FETCH_ALLOWLIST", reason })?;
+        let http_defaults = HttpConfig::default();
+        let http = HttpConfig {
+            max_connections: parse_num(
+                get("BRIDGE_MAX_CONNECTIONS"),
+                http_defaults.max_connections as u64,
+                "BRIDGE_MAX_CONNECTIONS",
+            )?
+            .max(1) as usize,
+            // Zero would close every connection at once: at least one second each.
+            header_timeout: Duration::from_secs(
+                parse_num(
+                    get("BRIDGE_HEADER_TIMEOUT_SECS"),
+                    http_defaults.header_timeout.as_secs(),
+                    "BRIDGE_HEADER_TIMEOUT_SECS",
+                )?
+                .max(1),
+            ),
+            idle_timeout: Duration::from_secs(
+                parse_num(get("BRIDGE_IDLE_TIMEOUT_SECS"), http_defaults.idle_timeout.as_secs(), "BRIDGE_IDLE_TIMEOUT_SECS")?
+                    .max(1),
+            ),
+        };
 
         Ok(Config {
             listen,
@@ -244,6 +286,7 @@ impl Config {
             vonage,
             relay,
             media_fetch_allowlist,
+            http,
         })
     }
 }

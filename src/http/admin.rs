@@ -7,10 +7,12 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use super::AppState;
+use super::{AppState, stream_ticket};
+use crate::config::Secret;
 use crate::store::{MessageFilter, MessageRecord, StoreError};
 
 /// Who may use the admin API.
@@ -24,31 +26,69 @@ pub enum AdminAccess {
     Open,
 }
 
-/// Checks access before any `/api/` handler runs.
+/// Checks access before any `/api/` handler runs: `Authorization: Bearer` only, so the token
+/// never has to appear in a URL (a `?token=` here is refused: URLs end up in logs and history).
 pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match &state.admin {
         AdminAccess::Open => next.run(request).await,
         AdminAccess::Closed => StatusCode::NOT_FOUND.into_response(),
-        AdminAccess::Token(token) => {
-            // EventSource cannot send headers: the live stream may carry `?token=` instead.
-            let from_query = request
-                .uri()
-                .query()
-                .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")).map(|t| t.to_string()));
-            let from_header = request
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::to_string);
-            let given = from_header.or(from_query).unwrap_or_default();
-            if bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
-                next.run(request).await
-            } else {
-                (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "admin token required").into_response()
-            }
-        }
+        AdminAccess::Token(token) if bearer_matches(&request, token) => next.run(request).await,
+        AdminAccess::Token(_) => unauthorized(),
     }
+}
+
+/// Access to `GET /api/stream`: the bearer header, or, because EventSource cannot send headers,
+/// `?ticket=` (see `stream_ticket`) or `?token=` (percent-decoded, so tokens with `/ + =` work).
+pub async fn require_admin_for_stream(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let token = match &state.admin {
+        AdminAccess::Open => return next.run(request).await,
+        AdminAccess::Closed => return StatusCode::NOT_FOUND.into_response(),
+        AdminAccess::Token(token) => token,
+    };
+    if bearer_matches(&request, token) {
+        return next.run(request).await;
+    }
+    let query = Query::<StreamCredentials>::try_from_uri(request.uri()).map(|q| q.0).unwrap_or_default();
+    let by_ticket = query.ticket.is_some_and(|ticket| {
+        stream_ticket::verify(token.expose(), &ticket, stream_ticket::unix_now())
+            .inspect_err(|e| tracing::debug!(reason = %e, "stream ticket refused"))
+            .is_ok()
+    });
+    let by_token = query.token.is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())));
+    if by_ticket || by_token { next.run(request).await } else { unauthorized() }
+}
+
+/// The query string of `GET /api/stream`, percent-decoded.
+#[derive(Debug, Default, Deserialize)]
+struct StreamCredentials {
+    ticket: Option<String>,
+    token: Option<String>,
+}
+
+/// `Authorization: Bearer <token>`, compared in constant time.
+fn bearer_matches(request: &Request, token: &Secret) -> bool {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())))
+}
+
+fn unauthorized() -> Response {
+    (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "admin token required").into_response()
+}
+
+/// `POST /api/stream-ticket` (bearer): `{"ticket": …}` that opens the live stream for 60 s.
+pub async fn issue_stream_ticket(State(state): State<AppState>) -> Response {
+    // Open access (the loopback `demo`) needs no ticket; one signed with no key does no harm.
+    let key = match &state.admin {
+        AdminAccess::Token(token) => token.expose(),
+        AdminAccess::Open | AdminAccess::Closed => "",
+    };
+    let ticket = stream_ticket::issue(key, stream_ticket::unix_now());
+    ([(header::CACHE_CONTROL, "no-store")], Json(json!({"ticket": ticket, "expires_in": stream_ticket::TICKET_TTL_SECS})))
+        .into_response()
 }
 
 fn unavailable(e: StoreError) -> Response {
@@ -131,6 +171,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /api/stream`: server-sent events, one `message` event per message stored or changed.
+/// Ends when the bridge shuts down: an endless response would hold the graceful shutdown forever.
 pub async fn stream(State(state): State<AppState>) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures_util::StreamExt;
@@ -144,7 +185,9 @@ pub async fn stream(State(state): State<AppState>) -> Response {
         }
     });
     let events = events.filter_map(|e| async move { e.map(Ok::<_, std::convert::Infallible>) });
-    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+    let shutdown = state.shutdown.clone();
+    let events = events.take_until(async move { shutdown.triggered().await });
+    Sse::new(events).keep_alive(KeepAlive::new().interval(state.stream_keep_alive)).into_response()
 }
 
 /// Message ids from a broadcast receiver; a lagging subscriber skips what it missed.

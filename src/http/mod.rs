@@ -1,9 +1,15 @@
 //! The HTTP surface: WeChat's webhook and Vonage's RTC webhook (and the reference integration's
 //! `/weChatEvent` and `/rtcEvent` aliases), health checks. `router` builds it all from `AppState`, so tests can serve it on any port.
+//! `server` serves it, with the timeouts and connection cap a public endpoint needs.
 
 pub mod admin;
 pub mod console;
+pub mod fd_limit;
 pub mod media;
+pub mod security_headers;
+pub mod server;
+pub mod shutdown;
+pub mod stream_ticket;
 pub mod vonage;
 pub mod wechat;
 
@@ -36,6 +42,11 @@ pub struct AppState {
     pub signals: crate::relay::Signals,
     /// The simulators, when running as `demo`.
     pub demo: Option<Arc<console::DemoHooks>>,
+    /// Fired when the process shuts down: the live stream ends so the server can drain.
+    pub shutdown: shutdown::Shutdown,
+    /// How often the live stream sends a comment when nothing happens: more often than the idle
+    /// timeout, or an open console would be cut off as idle.
+    pub stream_keep_alive: Duration,
 }
 
 /// All routes.
@@ -47,11 +58,18 @@ pub fn router(state: AppState) -> Router {
         .route("/messages/{id}", get(admin::get_message))
         .route("/messages/{id}/retry", post(admin::retry_message))
         .route("/health", get(admin::health))
-        .route("/stream", get(admin::stream))
+        .route("/stream-ticket", post(admin::issue_stream_ticket))
         .route("/demo/wechat", post(console::demo_wechat))
         .route("/demo/agent", post(console::demo_agent))
         .route("/demo/close-window", post(console::demo_close_window))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::require_admin));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::require_admin))
+        // The one route a browser opens with EventSource, which cannot send a header: it alone
+        // also takes a ticket (or the token) from the query string.
+        .merge(
+            Router::new()
+                .route("/stream", get(admin::stream))
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::require_admin_for_stream)),
+        );
     Router::new()
         .nest("/api", api)
         .route("/api/session", get(console::session))
@@ -68,6 +86,8 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // WeChat gives up after 5 s; nothing we do should take longer than this.
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(4)))
+        // Outermost, so errors, 404s and timeouts carry the headers too.
+        .layer(axum::middleware::map_response(security_headers::add_security_headers))
         .with_state(state)
 }
 

@@ -103,3 +103,84 @@ async fn session_health_and_the_live_stream() {
     assert_eq!(health["outbox_depth"], 0);
     assert_eq!(health["latency_ms"]["samples"], 1);
 }
+
+// ---- the live stream's authentication -----------------------------------------------------
+
+/// Base64-looking, with every character a query string mangles: `/ + =`.
+const SLASHY: &str = "q/Zx+9Lk=w/+==";
+
+/// `<expiry>.<hex HMAC-SHA256(admin token, "stream:" + expiry)>`, the stream-ticket format.
+fn ticket(token: &str, expiry: u64) -> String {
+    use hmac::{Hmac, KeyInit as _, Mac as _};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()).unwrap();
+    mac.update(format!("stream:{expiry}").as_bytes());
+    format!("{expiry}.{}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// The status of `GET /api/stream` with `query` and an optional bearer (the body is not awaited).
+async fn stream_status(app: &TestApp, query: &str, bearer: Option<&str>) -> u16 {
+    let mut request = reqwest::Client::new().get(format!("{}/api/stream{query}", app.address));
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn a_token_with_slash_plus_and_equals_opens_the_stream_by_header_query_and_ticket() {
+    let app = spawn_app_with(WorkerMode::Manual, |s| {
+        s.insert("BRIDGE_ADMIN_TOKEN".into(), SLASHY.into());
+    })
+    .await;
+    assert_eq!(stream_status(&app, "", Some(SLASHY)).await, 200, "bearer header");
+    let encoded: String = SLASHY.replace('/', "%2F").replace('+', "%2B").replace('=', "%3D");
+    assert_eq!(stream_status(&app, &format!("?token={encoded}"), None).await, 200, "percent-encoded ?token=");
+    assert_eq!(stream_status(&app, "?token=wrong", None).await, 401);
+
+    let (status, body) = api(&app, reqwest::Method::POST, "/stream-ticket", Some(SLASHY)).await;
+    assert_eq!(status, 200, "{body}");
+    let issued = body["ticket"].as_str().expect("a ticket").to_string();
+    let (expiry, _) = issued.split_once('.').unwrap();
+    let expiry: u64 = expiry.parse().unwrap();
+    assert!((unix_now() + 50..=unix_now() + 61).contains(&expiry), "valid about 60 s: {issued}");
+    assert_eq!(stream_status(&app, &format!("?ticket={issued}"), None).await, 200, "ticket");
+    assert_eq!(api(&app, reqwest::Method::POST, "/stream-ticket", None).await.0, 401, "tickets need the bearer");
+}
+
+#[tokio::test]
+async fn a_query_token_or_ticket_is_refused_outside_the_stream() {
+    let app = spawn_app_with(WorkerMode::Manual, |s| {
+        s.insert("BRIDGE_ADMIN_TOKEN".into(), ADMIN.into());
+    })
+    .await;
+    assert_eq!(api(&app, reqwest::Method::GET, &format!("/messages?token={ADMIN}"), None).await.0, 401);
+    assert_eq!(api(&app, reqwest::Method::GET, &format!("/conversations?token={ADMIN}"), None).await.0, 401);
+    let valid = ticket(ADMIN, unix_now() + 30);
+    assert_eq!(api(&app, reqwest::Method::GET, &format!("/messages?ticket={valid}"), None).await.0, 401);
+    assert_eq!(api(&app, reqwest::Method::GET, "/messages", Some(ADMIN)).await.0, 200);
+}
+
+#[tokio::test]
+async fn expired_forged_or_overlong_stream_tickets_are_refused() {
+    let app = spawn_app_with(WorkerMode::Manual, |s| {
+        s.insert("BRIDGE_ADMIN_TOKEN".into(), ADMIN.into());
+    })
+    .await;
+    let now = unix_now();
+    assert_eq!(stream_status(&app, &format!("?ticket={}", ticket(ADMIN, now + 30)), None).await, 200, "well-formed");
+    let cases = [
+        ("expired", ticket(ADMIN, now - 1)),
+        ("signed with another token", ticket("another-token", now + 30)),
+        ("expiry changed after signing", format!("{}.{}", now + 45, ticket(ADMIN, now + 30).split_once('.').unwrap().1)),
+        ("valid far longer than 60 s", ticket(ADMIN, now + 3600)),
+        ("garbage", "not-a-ticket".to_string()),
+        ("empty", String::new()),
+    ];
+    for (what, forged) in cases {
+        assert_eq!(stream_status(&app, &format!("?ticket={forged}"), None).await, 401, "{what}");
+    }
+}

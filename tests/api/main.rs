@@ -10,6 +10,7 @@ mod helpers;
 mod media;
 mod media_fetch;
 mod outbound;
+mod server;
 mod vonage_sim;
 mod wechat_client;
 mod wechat_webhook;

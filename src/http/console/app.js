@@ -17,7 +17,7 @@ const state = {
   selected: null,     // contact_id open on the Conversations page
   demoContact: null,  // contact_id behind the phone's OpenID
   filters: null,      // Messages filters last applied (null: table not loaded yet)
-  stream: null, healthTimer: null, convTimer: null,
+  stream: null, streamAttempt: 0, healthTimer: null, convTimer: null,
 };
 
 // ---- helpers ----
@@ -412,10 +412,26 @@ function setLive(on) {
   $('#live .live-text').textContent = on ? 'live' : 'disconnected';
 }
 
-function connectStream() {
+async function connectStream() {
   stopStream();
-  // EventSource cannot send headers: the token goes in the URL on this one endpoint.
-  const es = new EventSource(`/api/stream${state.token ? `?token=${encodeURIComponent(state.token)}` : ''}`);
+  const attempt = ++state.streamAttempt;
+  let query = '';
+  if (state.token) {
+    // EventSource cannot send headers, and a token in a URL ends up in logs: trade the token
+    // for a ticket that opens the stream for 60 s (a 401 here shows the login form).
+    try {
+      const { ticket } = await api('/api/stream-ticket', { method: 'POST' });
+      query = `?ticket=${encodeURIComponent(ticket)}`;
+    } catch (err) {
+      // The bridge is away (restarting?): try again, as EventSource itself would.
+      if (!(err instanceof AuthError)) {
+        setTimeout(() => { if (attempt === state.streamAttempt) connectStream().catch(report); }, 5000);
+      }
+      throw err;
+    }
+  }
+  if (attempt !== state.streamAttempt) return; // signed out or reconnected meanwhile
+  const es = new EventSource(`/api/stream${query}`);
   state.stream = es;
   // (Re)connected: reload the open page, as what happened before was not streamed to us.
   es.onopen = () => { setLive(true); route(); };
@@ -431,12 +447,13 @@ function connectStream() {
     setLive(false);
     // The browser reconnects by itself unless the server refused (e.g. 401): then check and retry.
     if (es.readyState === EventSource.CLOSED) {
-      setTimeout(() => { if (state.stream === es) { connectStream(); loadConversations().catch(report); } }, 5000);
+      setTimeout(() => { if (state.stream === es) { connectStream().catch(report); loadConversations().catch(report); } }, 5000);
     }
   };
 }
 
 function stopStream() {
+  state.streamAttempt += 1; // a ticket still being fetched opens nothing
   state.stream?.close();
   state.stream = null;
   setLive(false);
@@ -469,7 +486,7 @@ function startApp() {
   $('#app').hidden = $('#nav').hidden = false;
   $('#demo-tab').hidden = !state.session.demo;
   $('#logout').hidden = !state.session.auth_required;
-  connectStream();
+  connectStream().catch(report);
   route();
 }
 async function boot() {
