@@ -2,13 +2,16 @@
 //! One test binary (zero-to-production's layout): one link step, fast CI.
 
 mod admin;
+mod binary;
 mod cli;
 mod config;
+mod crash;
 mod delivery;
 mod demo;
 mod helpers;
 mod media;
 mod outbound;
+mod secrets;
 mod vonage_sim;
 mod wechat_client;
 mod wechat_webhook;
