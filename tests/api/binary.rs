@@ -85,12 +85,15 @@ impl Sims {
         let rtc = Arc::new(Mutex::new(Vec::new()));
         let rtc_target = Arc::new(Mutex::new(String::new()));
         let vonage_base =
-            helpers::serve(vonage.router().layer(middleware::from_fn_with_state(vonage_auth.clone(), record_authorization))).await;
+            helpers::serve(vonage.router().layer(middleware::from_fn_with_state(vonage_auth.clone(), record_authorization)))
+                .await;
         let wechat_base =
             helpers::serve(wechat.router().layer(middleware::from_fn_with_state(wechat_tokens.clone(), record_tokens))).await;
-        let proxy = axum::Router::new()
-            .fallback(forward_rtc)
-            .with_state(Proxy { target: rtc_target.clone(), log: rtc.clone(), client: reqwest::Client::new() });
+        let proxy = axum::Router::new().fallback(forward_rtc).with_state(Proxy {
+            target: rtc_target.clone(),
+            log: rtc.clone(),
+            client: reqwest::Client::new(),
+        });
         let proxy_base = helpers::serve(proxy).await;
         vonage.set_rtc_event_url(Some(format!("{proxy_base}/webhooks/vonage/rtc")));
         Sims { wechat, vonage, wechat_base, vonage_base, vonage_auth, wechat_tokens, rtc, rtc_target }

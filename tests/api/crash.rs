@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 use wechat_bridge::sim::wechat::{PushMode, WeChatSim};
 
 use crate::binary::{self, Bridge, Sims, Workdir};
@@ -42,12 +42,7 @@ struct PushCounts {
 
 /// One user's phone: `PUSHES_PER_USER` texts in order, each retried by WeChat's rule with the
 /// identical request (same MsgId, same signature). Returns the numbers acknowledged.
-async fn user_pushes(
-    wechat: WeChatSim,
-    webhook: Arc<Mutex<String>>,
-    user: usize,
-    counts: Arc<PushCounts>,
-) -> Vec<usize> {
+async fn user_pushes(wechat: WeChatSim, webhook: Arc<Mutex<String>>, user: usize, counts: Arc<PushCounts>) -> Vec<usize> {
     let mut acknowledged = Vec::new();
     for n in 0..PUSHES_PER_USER {
         let push = wechat.text(&openid(user), &format!("u{user:02} m{n:02}"));
@@ -143,10 +138,8 @@ fn inbound_events(sims: &Sims) -> (HashMap<String, Vec<(usize, String, usize)>>,
     let mut per_user: HashMap<String, Vec<(usize, String, usize)>> = HashMap::new();
     let mut conversations = HashMap::new();
     let events = sims.vonage.all_events();
-    let inbound = events
-        .iter()
-        .filter(|(_, e)| e["type"] == "custom:wechat:message" && e["body"]["direction"] == "inbound")
-        .enumerate();
+    let inbound =
+        events.iter().filter(|(_, e)| e["type"] == "custom:wechat:message" && e["body"]["direction"] == "inbound").enumerate();
     for (index, (conv, e)) in inbound {
         let body = &e["body"];
         let from = body["from"].as_str().unwrap().to_string();
@@ -172,13 +165,18 @@ fn replies_sent(wechat: &WeChatSim) -> HashMap<String, Vec<(usize, String, usize
     per_user
 }
 
+/// Vonage event ids count per conversation: the key of an event is both.
+fn event_key(conversation_id: &Value, id: &Value) -> String {
+    format!("{}/{id}", conversation_id.as_str().unwrap_or_default())
+}
+
 /// The agent replies the bridge acknowledged (its webhook answered 200): event id → (openid, number),
 /// and the ids of replies the simulator is done with (acknowledged, or all tries failed).
 fn replies_acknowledged(sims: &Sims, reply_to: &HashMap<String, (String, usize)>) -> (HashMap<String, (String, usize)>, usize) {
     let mut acked = HashMap::new();
     let mut failed_tries: HashMap<String, usize> = HashMap::new();
     for attempt in sims.rtc_attempts() {
-        let id = attempt.event["id"].to_string();
+        let id = event_key(&attempt.event["conversation_id"], &attempt.event["id"]);
         let Some(reply) = reply_to.get(&id) else { continue };
         if attempt.status == 200 {
             acked.insert(id, reply.clone());
@@ -204,9 +202,8 @@ async fn kill_9_mid_traffic_loses_nothing_acknowledged_in_either_direction() {
 
     // ---- inbound: 2,000 pushes, kill -9 after 1,000 acknowledged ----
     let counts = Arc::new(PushCounts::default());
-    let users: Vec<_> = (0..USERS)
-        .map(|u| tokio::spawn(user_pushes(sims.wechat.clone(), webhook.clone(), u, counts.clone())))
-        .collect();
+    let users: Vec<_> =
+        (0..USERS).map(|u| tokio::spawn(user_pushes(sims.wechat.clone(), webhook.clone(), u, counts.clone()))).collect();
     wait_until("1,000 pushes acknowledged", || counts.acknowledged.load(Ordering::Relaxed) >= KILL_AFTER_PUSHES).await;
     bridge.kill9();
     let acked_at_kill = counts.acknowledged.load(Ordering::Relaxed);
@@ -267,7 +264,7 @@ async fn kill_9_mid_traffic_loses_nothing_acknowledged_in_either_direction() {
                 .vonage
                 .post_event_as_client(conv, json!({"type": "custom:wechat:message", "from": agent, "body": body}))
                 .expect("the simulator accepts the agent's reply");
-            reply_to.insert(event["id"].to_string(), (who.clone(), n));
+            reply_to.insert(event_key(&json!(conv), &event["id"]), (who.clone(), n));
         }
     }
     wait_until("500 replies acknowledged", || replies_acknowledged(&sims, &reply_to).0.len() >= KILL_AFTER_REPLIES).await;
@@ -305,7 +302,11 @@ async fn kill_9_mid_traffic_loses_nothing_acknowledged_in_either_direction() {
         let ns = acked_per_user.get(who).cloned().unwrap_or_default();
         outbound_duplicates += check_sequence(who, sent.get(who).map_or(&[][..], Vec::as_slice), &ns, boundary);
     }
-    let rtc_retries = sims.rtc_attempts().iter().filter(|a| reply_to.contains_key(&a.event["id"].to_string()) && a.status != 200).count();
+    let rtc_retries = sims
+        .rtc_attempts()
+        .iter()
+        .filter(|a| reply_to.contains_key(&event_key(&a.event["conversation_id"], &a.event["id"])) && a.status != 200)
+        .count();
     println!(
         "crash outbound: replies posted {} acknowledged {} (at kill {replies_at_kill}) webhook tries refused {rtc_retries}; \
          sent to WeChat {} (of which {outbound_duplicates} duplicates); restart to drained {:.1?}",
@@ -332,6 +333,6 @@ async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !check() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
