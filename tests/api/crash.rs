@@ -132,10 +132,13 @@ fn check_sequence(who: &str, delivered: &[(usize, String, usize)], acknowledged:
     duplicates
 }
 
+/// Deliveries per openid: `(number, key, index among all deliveries)`.
+type PerUser = HashMap<String, Vec<(usize, String, usize)>>;
+
 /// Inbound `custom:wechat:message` events in Vonage: per openid, `(number, bridge_message_id,
 /// index in all events)`, and the conversation of each openid.
-fn inbound_events(sims: &Sims) -> (HashMap<String, Vec<(usize, String, usize)>>, HashMap<String, String>) {
-    let mut per_user: HashMap<String, Vec<(usize, String, usize)>> = HashMap::new();
+fn inbound_events(sims: &Sims) -> (PerUser, HashMap<String, String>) {
+    let mut per_user = PerUser::new();
     let mut conversations = HashMap::new();
     let events = sims.vonage.all_events();
     let inbound =
@@ -156,8 +159,8 @@ fn inbound_count(sims: &Sims) -> usize {
 }
 
 /// Agent replies in WeChat's custom/send log: per openid, `(number, content, index)`.
-fn replies_sent(wechat: &WeChatSim) -> HashMap<String, Vec<(usize, String, usize)>> {
-    let mut per_user: HashMap<String, Vec<(usize, String, usize)>> = HashMap::new();
+fn replies_sent(wechat: &WeChatSim) -> PerUser {
+    let mut per_user = PerUser::new();
     for (index, m) in wechat.sent().iter().enumerate() {
         let content = m["text"]["content"].as_str().unwrap().to_string();
         per_user.entry(m["touser"].as_str().unwrap().into()).or_default().push((number(&content), content, index));
