@@ -2,14 +2,17 @@
 //! One test binary (zero-to-production's layout): one link step, fast CI.
 
 mod admin;
+mod binary;
 mod cli;
 mod config;
+mod crash;
 mod delivery;
 mod demo;
 mod helpers;
 mod media;
 mod media_fetch;
 mod outbound;
+mod secrets;
 mod server;
 mod vonage_sim;
 mod wechat_client;
