@@ -78,9 +78,24 @@ pub async fn receive_rtc_event(State(state): State<AppState>, headers: HeaderMap
     {
         return Ok(ignored("event from the bridge's own member"));
     }
+    // Who receives it. Per-user mode: the conversation decides, and a `to` naming anyone else
+    // (an agent in conversation B writing to the customer of conversation A) is refused. Shared
+    // mode: `to` decides, but only for events of the shared conversation.
     let contact = match (&request.to, &hook.shared_conversation) {
-        (Some(openid), _) => state.store.contact_by_channel_id("wechat", openid).await?,
         (None, None) => state.store.contact_by_conversation(&request.conversation_id).await?,
+        (Some(openid), None) => match state.store.contact_by_conversation(&request.conversation_id).await? {
+            Some(contact) if &contact.channel_id == openid => Some(contact),
+            Some(_) => {
+                tracing::warn!(conversation = %request.conversation_id, event = %request.event_id,
+                    "rtc event's `to` is not this conversation's WeChat user; ignored, nothing sent");
+                return Ok(ignored("`to` does not match the conversation's WeChat user"));
+            }
+            None => None,
+        },
+        (Some(openid), Some(shared)) if *shared == request.conversation_id => {
+            state.store.contact_by_channel_id("wechat", openid).await?
+        }
+        (Some(_), Some(_)) => return Ok(ignored("event outside the shared conversation")),
         (None, Some(_)) => return Ok(ignored("no `to` in the shared conversation")),
     };
     let Some(contact) = contact else {

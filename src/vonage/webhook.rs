@@ -15,6 +15,9 @@ use crate::relay::message::OutboundMessage;
 /// How far a webhook's `iat` may be from now (§4: "an `iat` within a freshness window").
 pub const MAX_AGE_SECS: u64 = 300;
 
+/// Clock skew tolerated on `exp` and `nbf`.
+const CLOCK_LEEWAY_SECS: u64 = 60;
+
 /// Why a webhook was not accepted as coming from Vonage.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SignatureError {
@@ -24,6 +27,8 @@ pub enum SignatureError {
     Invalid(String),
     #[error("signed-webhook JWT is too old or from the future")]
     Stale,
+    #[error("signed-webhook JWT has expired (exp) or is not valid yet (nbf)")]
+    OutsideValidity,
     #[error("payload_hash does not match the body")]
     PayloadHash,
 }
@@ -31,6 +36,8 @@ pub enum SignatureError {
 #[derive(Deserialize)]
 struct Claims {
     iat: Option<u64>,
+    exp: Option<u64>,
+    nbf: Option<u64>,
     payload_hash: Option<String>,
 }
 
@@ -44,7 +51,8 @@ pub fn verify_signature(authorization: Option<&str>, body: &[u8], secret: &str, 
         .filter(|t| !t.is_empty())
         .ok_or(SignatureError::Missing)?;
     let mut validation = Validation::new(Algorithm::HS256);
-    // Vonage's signed webhooks carry no `exp` (§4 sample); freshness is checked on `iat` below.
+    // Vonage's signed webhooks carry no `exp` (§4 sample): freshness is checked on `iat`, and
+    // `exp`/`nbf` when present, below (with `now_secs`, not the system clock, for tests).
     validation.required_spec_claims = HashSet::new();
     validation.validate_exp = false;
     let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret.as_bytes()), &validation)
@@ -52,6 +60,13 @@ pub fn verify_signature(authorization: Option<&str>, body: &[u8], secret: &str, 
     let iat = data.claims.iat.ok_or_else(|| SignatureError::Invalid("no iat claim".into()))?;
     if iat.abs_diff(now_secs) > MAX_AGE_SECS {
         return Err(SignatureError::Stale);
+    }
+    // Vonage's tokens carry neither today, but a token that says when it stops (or starts) being
+    // valid is held to it, with the same small leeway for clock skew as jsonwebtoken's default.
+    if data.claims.exp.is_some_and(|exp| exp + CLOCK_LEEWAY_SECS < now_secs)
+        || data.claims.nbf.is_some_and(|nbf| nbf > now_secs + CLOCK_LEEWAY_SECS)
+    {
+        return Err(SignatureError::OutsideValidity);
     }
     let expected = hex::encode(Sha256::digest(body));
     let claimed = data.claims.payload_hash.ok_or(SignatureError::PayloadHash)?.to_ascii_lowercase();
@@ -212,6 +227,21 @@ mod tests {
         );
         let no_hash = sign(json!({"iat": 1_000}), "s3cret");
         assert_eq!(verify_signature(Some(&format!("Bearer {no_hash}")), body, "s3cret", 1_000), Err(SignatureError::PayloadHash));
+    }
+
+    #[test]
+    fn a_fresh_iat_does_not_excuse_an_expired_or_not_yet_valid_token() {
+        let body = br#"{"type":"message"}"#;
+        let with = |extra: Value| {
+            let mut c = claims(body, 1_000);
+            c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            format!("Bearer {}", sign(c, "s3cret"))
+        };
+        let check = |auth: String| verify_signature(Some(&auth), body, "s3cret", 1_000);
+        assert_eq!(check(with(json!({"exp": 900}))), Err(SignatureError::OutsideValidity));
+        assert_eq!(check(with(json!({"nbf": 1_100}))), Err(SignatureError::OutsideValidity));
+        assert_eq!(check(with(json!({"exp": 1_300, "nbf": 990}))), Ok(()));
+        assert_eq!(check(with(json!({"exp": 950}))), Ok(()), "within the leeway");
     }
 
     #[test]

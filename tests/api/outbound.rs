@@ -366,3 +366,20 @@ async fn shutdown_releases_running_jobs_instead_of_draining_the_outbox() {
     contents.dedup(); // a delivery cut off by the shutdown may arrive twice, back to back
     assert_eq!(contents, (0..10).map(|i| format!("m{i}")).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_to_naming_another_conversations_customer_is_refused() {
+    let app = spawn_app().await;
+    let (_conv_a, _) = customer_writes(&app, "o_alice").await;
+    let (conv_b, agent_b) = customer_writes(&app, "o_bob").await;
+    // An agent in Bob's conversation names Alice's OpenID: nothing goes to Alice (or Bob).
+    agent_says(&app, &conv_b, &agent_b, json!({"to": "o_alice", "content": "for alice?", "direction": "outbound"}));
+    // Then a proper reply in the same conversation: it is the only one sent.
+    agent_says(&app, &conv_b, &agent_b, json!({"to": "o_bob", "content": "for bob", "direction": "outbound"}));
+    wait_sent(&app, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = app.wechat.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!((sent[0]["touser"].as_str(), sent[0]["text"]["content"].as_str()), (Some("o_bob"), Some("for bob")));
+    assert_eq!(app.store.messages(None, 100).await.unwrap().iter().filter(|m| m.direction == "outbound").count(), 1);
+}
