@@ -134,17 +134,21 @@ impl Store {
             let id: i64 = row.get(0);
             let message_id: String = row.get(1);
             let attempt: i64 = row.get(4);
-            sqlx::query("UPDATE messages SET attempts = ? WHERE id = ?")
-                .bind(attempt)
-                .bind(&message_id)
-                .execute(&mut *tx)
-                .await?;
             let kind: String = row.get(3);
+            let kind = JobKind::parse(&kind).ok_or_else(|| StoreError::NotFound(format!("job kind {kind}")))?;
+            // A message's attempts are its delivery's, not those of the report of its outcome.
+            if kind.decides_message_status() {
+                sqlx::query("UPDATE messages SET attempts = ? WHERE id = ?")
+                    .bind(attempt)
+                    .bind(&message_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             jobs.push(ClaimedJob {
                 id,
                 message_id,
                 contact_id: row.get(2),
-                kind: JobKind::parse(&kind).ok_or_else(|| StoreError::NotFound(format!("job kind {kind}")))?,
+                kind,
                 attempt: attempt as u32,
                 claim_token: token.clone(),
             });

@@ -447,6 +447,28 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_status_report_does_not_overwrite_its_messages_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("a.db").display())).await.unwrap();
+        store.migrate().await.unwrap();
+        let mut outbound = text_message("evt-1", "{}");
+        (outbound.direction, outbound.kind) = ("outbound", JobKind::DeliverOutbound);
+        let Accepted::New(id) = store.accept(&outbound).await.unwrap() else { panic!() };
+        for attempt in 1..=3 {
+            let job = store.claim_jobs(10_000, 10).await.unwrap().pop().unwrap();
+            assert_eq!(job.attempt, attempt);
+            if attempt < 3 {
+                store.reschedule_job(&job, 0, "busy").await.unwrap();
+            } else {
+                store.complete_job(&job, None).await.unwrap();
+            }
+        }
+        let report = store.claim_jobs(10_000, 10).await.unwrap().pop().unwrap();
+        assert_eq!(report.kind, JobKind::ReportStatus);
+        assert_eq!(store.message(&id).await.unwrap().attempts, 3);
+    }
+
     /// A full disk (here: SQLite's page limit) fails writes with 503; once space is back, the
     /// same store writes again without a restart (DESIGN.md "Flow and guarantees" 4).
     #[tokio::test]
