@@ -50,3 +50,40 @@ pub(crate) fn transport_error_text(e: reqwest::Error) -> String {
     }
     text
 }
+
+/// Why a capped body read stopped: the caller maps each case onto its own error type.
+#[derive(Debug)]
+pub(crate) enum CappedReadError {
+    /// Not a 2xx answer (the body is not read).
+    Status(u16),
+    /// More than the cap, announced by Content-Length or found while reading.
+    TooLarge,
+    /// The connection failed while reading.
+    Read(reqwest::Error),
+}
+
+/// Checks the status, then reads at most `max` bytes: the content type and the body. Never
+/// buffers more than `max`, whatever the remote side announces or sends.
+pub(crate) async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<(String, Vec<u8>), CappedReadError> {
+    let status = response.status();
+    if !status.is_success() {
+        return Err(CappedReadError::Status(status.as_u16()));
+    }
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(CappedReadError::TooLarge);
+    }
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(CappedReadError::Read)? {
+        if body.len() + chunk.len() > max {
+            return Err(CappedReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((content_type, body))
+}

@@ -355,29 +355,13 @@ impl WeChatClient {
     }
 }
 
-/// Checks the status, then reads at most `max` bytes; returns the content type and the body.
-async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<(String, Vec<u8>), WeChatError> {
-    let status = response.status();
-    if !status.is_success() {
-        return Err(WeChatError::Http { status: status.as_u16() });
-    }
-    if response.content_length().is_some_and(|n| n > max as u64) {
-        return Err(WeChatError::TooLarge);
-    }
-    let content_type = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/octet-stream")
-        .to_string();
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(transport)? {
-        if body.len() + chunk.len() > max {
-            return Err(WeChatError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok((content_type, body))
+/// [`crate::read_capped`] with WeChat's error type.
+async fn read_capped(response: reqwest::Response, max: usize) -> Result<(String, Vec<u8>), WeChatError> {
+    crate::read_capped(response, max).await.map_err(|e| match e {
+        crate::CappedReadError::Status(status) => WeChatError::Http { status },
+        crate::CappedReadError::TooLarge => WeChatError::TooLarge,
+        crate::CappedReadError::Read(e) => transport(e),
+    })
 }
 
 /// A transport error without its URL, which holds the access_token.

@@ -192,28 +192,12 @@ impl MediaFetcher {
     pub async fn fetch(&self, url: &str, max_bytes: usize) -> Result<(String, Vec<u8>), FetchError> {
         let url = Url::parse(url).map_err(|_| FetchError::InvalidUrl)?;
         check_url(&url, &self.allowlist)?;
-        let mut response = self.http.get(url).send().await.map_err(request_error)?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(FetchError::Status(status.as_u16()));
-        }
-        if response.content_length().is_some_and(|n| n > max_bytes as u64) {
-            return Err(FetchError::TooLarge(max_bytes));
-        }
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/octet-stream")
-            .to_string();
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(request_error)? {
-            if body.len() + chunk.len() > max_bytes {
-                return Err(FetchError::TooLarge(max_bytes));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok((content_type, body))
+        let response = self.http.get(url).send().await.map_err(request_error)?;
+        crate::read_capped(response, max_bytes).await.map_err(|e| match e {
+            crate::CappedReadError::Status(status) => FetchError::Status(status),
+            crate::CappedReadError::TooLarge => FetchError::TooLarge(max_bytes),
+            crate::CappedReadError::Read(e) => request_error(e),
+        })
     }
 }
 
