@@ -9,6 +9,7 @@ mod demo;
 mod helpers;
 mod media;
 mod outbound;
+mod properties;
 mod vonage_sim;
 mod wechat_client;
 mod wechat_webhook;
