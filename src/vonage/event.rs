@@ -44,58 +44,64 @@ const MAX_ID_BYTES: usize = 128;
 /// Free-text extras (JSON bytes) kept in full while the body fits; never more than this.
 const MAX_EXTRA_BYTES: usize = 1024;
 
-/// The event body, built to fit Vonage's 4,096 bytes by construction, never by trial and error:
-/// identifiers and extras are capped first, then optional extras are shortened or dropped in a
-/// fixed order (link description, title, raw event fields, recognition text, file description,
-/// link url, then every extra), each step at most once, and `content` is cut last, by exactly the
-/// bytes still over. A WeChat text (≤ 2,048 bytes) always keeps its `content` whole.
+/// The event body, built to fit Vonage's 4,096 bytes by construction, never by open-ended trial
+/// and error: a message that fits goes out unchanged; else a fixed list of steps runs, each at
+/// most once, until it fits: free-text extras capped, then shortened or dropped (link
+/// description, title, raw event fields, recognition text, file description, link url, then
+/// every extra), then identifiers capped, and `content` is cut last, by the bytes still over.
+/// A WeChat text (≤ 2,048 bytes) always keeps its `content` whole.
 pub fn inbound_body(msg: &InboundMessage, bridge_message_id: &str) -> Value {
-    let mut msg = capped(msg);
-    let bridge_message_id = cut_to(bridge_message_id, MAX_ID_BYTES);
-    let steps: [fn(&mut InboundMessage, usize); 7] = [
-        |m, over| {
+    let mut msg = msg.clone();
+    let mut bridge_message_id = bridge_message_id.to_string();
+    type Step = fn(&mut InboundMessage, &mut String, usize);
+    let steps: [Step; 10] = [
+        |m, _, _| cap_extras(m),
+        |m, _, over| {
             if let Some(link) = m.link.as_mut() {
                 link.description = shorten(&link.description, over)
             }
         },
-        |m, over| {
+        |m, _, over| {
             if let Some(link) = m.link.as_mut() {
                 link.title = shorten(&link.title, over)
             }
         },
-        |m, _| {
+        |m, _, _| {
             if let Some(event) = m.event.as_mut() {
                 event.fields.clear()
             }
         },
-        |m, _| {
+        |m, _, _| {
             if let Some(media) = m.media.as_mut() {
                 media.recognition = None
             }
         },
-        |m, _| {
+        |m, _, _| {
             if let Some(file) = m.file.as_mut() {
                 file.description = None
             }
         },
-        |m, over| {
+        |m, _, over| {
             if let Some(link) = m.link.as_mut() {
                 link.url = shorten(&link.url, over)
             }
         },
-        |m, _| (m.media, m.location, m.link, m.file, m.event) = (None, None, None, None, None),
+        |m, _, _| (m.media, m.location, m.link, m.file, m.event) = (None, None, None, None, None),
+        |m, bridge_id, _| {
+            let id = |s: &str| cut_to(s, MAX_ID_BYTES);
+            (m.account, m.sender, m.msg_type) = (id(&m.account), id(&m.sender), id(&m.msg_type));
+            m.msg_id = m.msg_id.as_deref().map(id);
+            *bridge_id = id(bridge_id);
+        },
+        // Only content is left; every other field is capped by now, so this always fits.
+        |m, _, over| m.content = shorten(&m.content, over),
     ];
     for step in steps {
         let over = excess(&msg, &bridge_message_id);
         if over == 0 {
-            return render(&msg, &bridge_message_id);
+            break;
         }
-        step(&mut msg, over);
-    }
-    // Only content is left to shorten; every other field is capped, so this always fits.
-    let over = excess(&msg, &bridge_message_id);
-    if over > 0 {
-        msg.content = shorten(&msg.content, over);
+        step(&mut msg, &mut bridge_message_id, over);
     }
     render(&msg, &bridge_message_id)
 }
@@ -105,46 +111,34 @@ fn excess(msg: &InboundMessage, bridge_message_id: &str) -> usize {
     serde_json::to_vec(&render(msg, bridge_message_id)).map_or(usize::MAX, |v| v.len()).saturating_sub(MAX_BODY_BYTES)
 }
 
-/// A copy with every field capped: identifiers at [`MAX_ID_BYTES`], free text at
-/// [`MAX_EXTRA_BYTES`] (content excepted: it is only cut when nothing else is left).
-fn capped(msg: &InboundMessage) -> InboundMessage {
-    let id = |s: &String| cut_to(s, MAX_ID_BYTES);
-    let opt_id = |s: &Option<String>| s.as_deref().map(|s| cut_to(s, MAX_ID_BYTES));
-    let text = |s: &String| cut_to(s, MAX_EXTRA_BYTES);
-    let opt_text = |s: &Option<String>| s.as_deref().map(|s| cut_to(s, MAX_EXTRA_BYTES));
-    let mut m = msg.clone();
-    m.account = id(&msg.account);
-    m.sender = id(&msg.sender);
-    m.msg_type = id(&msg.msg_type);
-    m.msg_id = opt_id(&msg.msg_id);
+/// Caps every extra: identifiers in it at [`MAX_ID_BYTES`], free text at [`MAX_EXTRA_BYTES`].
+fn cap_extras(m: &mut InboundMessage) {
+    let id = |s: &mut Option<String>| *s = s.as_deref().map(|s| cut_to(s, MAX_ID_BYTES));
+    let text = |s: &mut String| *s = cut_to(s, MAX_EXTRA_BYTES);
+    let opt_text = |s: &mut Option<String>| *s = s.as_deref().map(|s| cut_to(s, MAX_EXTRA_BYTES));
     if let Some(media) = m.media.as_mut() {
-        media.media_id = opt_id(&media.media_id);
-        media.url = opt_text(&media.url);
-        media.pic_url = opt_text(&media.pic_url);
-        media.format = opt_id(&media.format);
-        media.thumb_media_id = opt_id(&media.thumb_media_id);
-        media.media_id_16k = opt_id(&media.media_id_16k);
-        media.recognition = opt_text(&media.recognition);
+        [&mut media.media_id, &mut media.format, &mut media.thumb_media_id, &mut media.media_id_16k].into_iter().for_each(id);
+        [&mut media.url, &mut media.pic_url, &mut media.recognition].into_iter().for_each(opt_text);
     }
     if let Some(location) = m.location.as_mut() {
-        location.label = opt_text(&location.label);
+        opt_text(&mut location.label);
     }
     if let Some(link) = m.link.as_mut() {
-        (link.title, link.description, link.url) = (text(&link.title), text(&link.description), text(&link.url));
+        [&mut link.title, &mut link.description, &mut link.url].into_iter().for_each(text);
     }
     if let Some(file) = m.file.as_mut() {
-        file.title = text(&file.title);
-        file.description = opt_text(&file.description);
-        (file.file_key, file.file_md5) = (opt_id(&file.file_key), opt_id(&file.file_md5));
+        text(&mut file.title);
+        opt_text(&mut file.description);
+        [&mut file.file_key, &mut file.file_md5].into_iter().for_each(id);
     }
     if let Some(event) = m.event.as_mut() {
-        event.name = id(&event.name);
-        (event.key, event.ticket, event.menu_id) = (opt_text(&event.key), opt_id(&event.ticket), opt_id(&event.menu_id));
+        event.name = cut_to(&event.name, MAX_ID_BYTES);
+        opt_text(&mut event.key);
+        [&mut event.ticket, &mut event.menu_id].into_iter().for_each(id);
         // Raw fields of an unknown event: a few short ones are useful, a flood is not.
         let fields = std::mem::take(&mut event.fields);
         event.fields = fields.into_iter().take(32).map(|(k, v)| (cut_to(&k, 64), cut_to(&v, 256))).collect();
     }
-    m
 }
 
 fn render(msg: &InboundMessage, bridge_message_id: &str) -> Value {

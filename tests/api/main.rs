@@ -12,6 +12,7 @@ mod helpers;
 mod media;
 mod media_fetch;
 mod outbound;
+mod properties;
 mod secrets;
 mod server;
 mod vonage_sim;
