@@ -383,3 +383,38 @@ async fn a_to_naming_another_conversations_customer_is_refused() {
     assert_eq!((sent[0]["touser"].as_str(), sent[0]["text"]["content"].as_str()), (Some("o_bob"), Some("for bob")));
     assert_eq!(app.store.messages(None, 100).await.unwrap().iter().filter(|m| m.direction == "outbound").count(), 1);
 }
+
+#[tokio::test]
+async fn a_job_running_longer_than_its_lease_keeps_it_and_is_not_run_twice() {
+    // 1 s leases (the test settings); the media server takes 2.5 s to answer.
+    let app = spawn_app().await;
+    let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = fetches.clone();
+    let files = serve(axum::Router::new().route(
+        "/slow.png",
+        get(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(Duration::from_millis(2500)).await;
+                ([("content-type", "image/png")], vec![0x89, b'P', b'N', b'G', 13, 10, 26, 10])
+            }
+        }),
+    ))
+    .await;
+    let (conv, agent) = customer_writes(&app, "o_lease").await;
+    // A second instance on the same database, ready to take any job whose lease runs out.
+    let mut config = app.config();
+    config.relay.poll_interval = Duration::from_millis(50);
+    let other = wechat_bridge::app::Application::build(config, WorkerMode::Background).await.unwrap();
+    tokio::spawn(other.run_until_stopped(std::future::pending()));
+    agent_says(
+        &app,
+        &conv,
+        &agent,
+        json!({"msgtype": "image", "media": {"url": format!("{files}/slow.png")}, "direction": "outbound"}),
+    );
+    wait_sent(&app, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1, "the job was claimed again while it ran");
+    assert_eq!(app.wechat.sent().len(), 1);
+}
