@@ -11,20 +11,20 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, HttpConfig};
 use crate::http::admin::AdminAccess;
-use crate::http::media::MediaLinks;
 use crate::http::shutdown::Shutdown;
-use crate::http::vonage::VonageWebhook;
-use crate::http::wechat::WeChatWebhook;
 use crate::http::{AppState, router};
-use crate::relay::Signals;
 use crate::relay::worker::Worker;
+use crate::relay::{Relay, Signals};
 use crate::store::Store;
 use crate::vonage::VonagePlatform;
 use crate::vonage::client::VonageClient;
 use crate::vonage::jwt::JwtMinter;
+use crate::vonage::rtc::VonageWebhook;
 use crate::wechat::channel::WeChatChannel;
 use crate::wechat::client::WeChatClient;
 use crate::wechat::crypto::MessageCrypto;
+use crate::wechat::media_link::MediaLinks;
+use crate::wechat::webhook::WeChatWebhook;
 
 /// The worker as wired in production: Vonage platform, WeChat channel.
 pub type BridgeWorker = Worker<VonagePlatform, WeChatChannel>;
@@ -40,6 +40,8 @@ pub enum WorkerMode {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// The routes the channel and the platform bring (their webhooks, media links).
+    adapters: axum::Router<AppState>,
     worker: Arc<BridgeWorker>,
     mode: WorkerMode,
     http: HttpConfig,
@@ -54,13 +56,13 @@ impl Application {
             Some(key) => Some(MessageCrypto::new(key.expose(), &config.wechat.app_id).context("WECHAT_ENCODING_AES_KEY")?),
             None => None,
         };
-        let wechat = Arc::new(WeChatWebhook {
+        let wechat = WeChatWebhook {
             token: config.wechat.token.expose().to_string(),
             crypto,
             max_timestamp_skew_secs: config.wechat.max_timestamp_skew_secs,
             allow_plaintext: config.wechat.allow_plaintext,
             window_quota: config.wechat.window_quota,
-        });
+        };
         let jwt = JwtMinter::new(&config.vonage.application_id, config.vonage.private_key_pem.expose())
             .context("VONAGE_PRIVATE_KEY")?;
         let platform = VonagePlatform::new(
@@ -79,10 +81,10 @@ impl Application {
             .with_media_fetcher(crate::wechat::media_fetch::MediaFetcher::new(config.media_fetch_allowlist.clone()));
         let media_links =
             config.public_url.as_deref().map(|url| Arc::new(MediaLinks::new(config.wechat.app_secret.expose(), url)));
-        let vonage = Arc::new(VonageWebhook {
+        let vonage = VonageWebhook {
             signature_secret: config.vonage.signature_secret.as_ref().map(|s| s.expose().to_string()),
             shared_conversation: config.vonage.conversation_id.clone(),
-        });
+        };
         let admin = match (&config.admin_token, config.open_admin) {
             (_, true) => AdminAccess::Open,
             (Some(token), false) => AdminAccess::Token(token.clone()),
@@ -91,15 +93,16 @@ impl Application {
         let signals = Signals::default();
         let worker =
             Arc::new(Worker::new(store.clone(), Arc::new(platform), Arc::new(channel), config.relay.clone(), signals.clone()));
+        let relay = Relay { store: store.clone(), signals: signals.clone() };
+        let adapters = axum::Router::new()
+            .merge(crate::wechat::webhook::routes(wechat, relay.clone(), media_links.clone()))
+            .merge(crate::wechat::media_link::routes(media_links, store.clone(), wechat_client))
+            .merge(crate::vonage::rtc::routes(vonage, relay));
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         Ok(Self {
             listener,
             state: AppState {
                 store,
-                wechat,
-                vonage,
-                media_links,
-                wechat_client,
                 admin,
                 signals,
                 demo: None,
@@ -107,6 +110,7 @@ impl Application {
                 // Well inside the idle timeout, and no more often than the usual 15 s.
                 stream_keep_alive: (config.http.idle_timeout / 2).min(Duration::from_secs(15)),
             },
+            adapters,
             http: config.http.clone(),
             worker,
             mode,
@@ -123,7 +127,7 @@ impl Application {
     }
 
     /// Enables the demo-only console routes (`demo` sets this).
-    pub fn set_demo(&mut self, hooks: crate::http::console::DemoHooks) {
+    pub fn set_demo(&mut self, hooks: crate::demo::DemoHooks) {
         self.state.demo = Some(Arc::new(hooks));
     }
 
@@ -148,7 +152,7 @@ impl Application {
             })
         });
         let streams = self.state.shutdown.clone();
-        let app = router(self.state);
+        let app = router(self.state, self.adapters);
         tracing::info!(addr = %self.listener.local_addr()?, "wechat-bridge listening");
         let result = crate::http::server::serve(self.listener, app, &self.http, async move {
             shutdown.await;
@@ -161,4 +165,13 @@ impl Application {
         }
         result
     }
+}
+
+/// `wechat-bridge setup`: the platform's part (Vonage: point the application's RTC webhook at
+/// the bridge), then what to paste into the channel's console, written to `out`.
+pub async fn setup(config: &Config, out: &mut impl std::io::Write) -> Result<(), crate::vonage::setup::SetupError> {
+    let public = crate::vonage::setup::public_base(config.public_url.as_deref())?;
+    crate::vonage::setup::run(&config.vonage, public, out).await?;
+    crate::wechat::setup::write_console_values(&config.wechat, public, out)?;
+    Ok(())
 }

@@ -15,6 +15,14 @@ use tokio::sync::{Notify, broadcast};
 
 use message::{Contact, InboundMessage, OutboundMessage, StatusReport};
 
+/// The relay core as the adapters' webhooks use it: where messages are accepted into, and whom
+/// to tell about them. Clones share the store's pool and the signals.
+#[derive(Clone, Debug)]
+pub struct Relay {
+    pub store: crate::store::Store,
+    pub signals: Signals,
+}
+
 /// What the relay tells the rest of the process about messages: new work for the worker, and
 /// every message stored or changed (the console's live stream). Clones share the channels.
 #[derive(Clone, Debug)]

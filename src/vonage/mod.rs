@@ -1,9 +1,14 @@
-//! Everything Vonage-specific: application JWTs (`jwt`), the Conversation API client (`client`),
-//! the event body (`event`), and `VonagePlatform`, the relay's platform on top of them.
+//! Vonage as a platform adapter, everything Vonage-specific: application JWTs (`jwt`), the
+//! Conversation API client (`client`), the event body (`event`), the RTC webhook's checks
+//! (`webhook`) and handler (`rtc`), `setup` of the application, the simulator (`sim`), and
+//! `VonagePlatform`, the relay's platform on top of them.
 
 pub mod client;
 pub mod event;
 pub mod jwt;
+pub mod rtc;
+pub mod setup;
+pub mod sim;
 pub mod webhook;
 
 use serde_json::json;

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wechat_bridge::app::WorkerMode;
-use wechat_bridge::sim::wechat::PushMode;
 use wechat_bridge::vonage::jwt::JwtMinter;
 use wechat_bridge::wechat::message;
+use wechat_bridge::wechat::sim::PushMode;
 
 use crate::helpers::*;
 

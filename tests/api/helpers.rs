@@ -10,10 +10,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wechat_bridge::app::{Application, WorkerMode};
 use wechat_bridge::config::Config;
-use wechat_bridge::sim::vonage::{VonageSim, VonageSimConfig};
-use wechat_bridge::sim::wechat::{PushMode, PushReply, WeChatSim, WeChatSimConfig};
 use wechat_bridge::store::Store;
+use wechat_bridge::vonage::sim::{VonageSim, VonageSimConfig};
 use wechat_bridge::wechat::message::Push;
+use wechat_bridge::wechat::sim::{PushMode, PushReply, WeChatSim, WeChatSimConfig};
 
 pub const APP_ID: &str = "wx1234567890abcdef";
 pub const APP_SECRET: &str = "sim-app-secret";
@@ -28,7 +28,7 @@ pub const SIGNATURE_SECRET: &str = "a-signature-secret-for-tests-only";
 /// One RSA key pair for the whole test binary (generation takes a moment).
 pub fn keypair() -> &'static (String, String) {
     static KEYS: OnceLock<(String, String)> = OnceLock::new();
-    KEYS.get_or_init(wechat_bridge::sim::keys::generate_rsa_keypair)
+    KEYS.get_or_init(wechat_bridge::vonage::sim::keys::generate_rsa_keypair)
 }
 
 /// Serves a router on 127.0.0.1:0 and returns its base URL.

@@ -6,13 +6,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::net::TcpListener;
 
+mod hooks;
+
+pub use hooks::{DemoHooks, routes};
+
 use crate::app::{Application, WorkerMode};
 use crate::config::Config;
-use crate::http::console::DemoHooks;
-use crate::sim::vonage::{VonageSim, VonageSimConfig};
-use crate::sim::wechat::{PushMode, WeChatSim, WeChatSimConfig};
 use crate::store::Store;
+use crate::vonage::sim::{VonageSim, VonageSimConfig};
 use crate::wechat::message::{Body, Event, Push};
+use crate::wechat::sim::{PushMode, WeChatSim, WeChatSimConfig};
 
 const APP_ID: &str = "wxdemo0000000000";
 const ACCOUNT: &str = "gh_demo_account";
@@ -28,7 +31,7 @@ pub async fn run(
     once: bool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (private_pem, public_pem) = crate::sim::keys::generate_rsa_keypair();
+    let (private_pem, public_pem) = crate::vonage::sim::keys::generate_rsa_keypair();
     let wechat = WeChatSim::new(WeChatSimConfig {
         app_id: APP_ID.into(),
         app_secret: "demo-secret".into(),
