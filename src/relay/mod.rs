@@ -7,10 +7,10 @@ pub mod message;
 pub mod outbound;
 pub mod worker;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use tokio::sync::{Notify, broadcast};
 
 use message::{Contact, InboundMessage, OutboundMessage, StatusReport};
@@ -73,26 +73,27 @@ pub enum DeliveryError {
 }
 
 /// Where agents are: the side that receives customers' messages as conversation events.
+/// Object safe (boxed futures): the worker holds whichever platform the configuration chose.
 pub trait Platform: Send + Sync + 'static {
     /// Posts `msg` into the contact's conversation (creating and remembering the platform's
     /// user, conversation and member on first contact). Returns the platform's event id.
-    fn deliver_inbound(
-        &self,
-        contact: &Contact,
-        msg: &InboundMessage,
-        bridge_message_id: &str,
-    ) -> impl Future<Output = Result<String, DeliveryError>> + Send;
+    fn deliver_inbound<'a>(
+        &'a self,
+        contact: &'a Contact,
+        msg: &'a InboundMessage,
+        bridge_message_id: &'a str,
+    ) -> BoxFuture<'a, Result<String, DeliveryError>>;
 
     /// Posts the outcome of an outbound message into `conversation_id`. Returns the event id.
-    fn report_status(
-        &self,
-        contact: &Contact,
-        conversation_id: &str,
-        report: &StatusReport,
-    ) -> impl Future<Output = Result<String, DeliveryError>> + Send;
+    fn report_status<'a>(
+        &'a self,
+        contact: &'a Contact,
+        conversation_id: &'a str,
+        report: &'a StatusReport,
+    ) -> BoxFuture<'a, Result<String, DeliveryError>>;
 }
 
-/// Where customers are: the side that receives agents' messages.
+/// Where customers are: the side that receives agents' messages. Object safe, like `Platform`.
 pub trait Channel: Send + Sync + 'static {
     /// The parts `msg` is sent in, in order (a text over the channel's size limit is split).
     fn split(&self, msg: &OutboundMessage) -> Vec<OutboundMessage>;
@@ -102,5 +103,5 @@ pub trait Channel: Send + Sync + 'static {
     fn check_window(&self, contact: &Contact, parts: usize) -> Result<(), DeliveryError>;
 
     /// Sends one part to the contact.
-    fn send(&self, contact: &Contact, msg: &OutboundMessage) -> impl Future<Output = Result<(), DeliveryError>> + Send;
+    fn send<'a>(&'a self, contact: &'a Contact, msg: &'a OutboundMessage) -> BoxFuture<'a, Result<(), DeliveryError>>;
 }

@@ -21,16 +21,22 @@ use crate::config::RelayConfig;
 use crate::store::{ClaimedJob, JobKind, Store, StoreError, now_ms};
 
 /// Delivers outbox jobs to the platform and the channel.
-pub struct Worker<P, C> {
+pub struct Worker {
     store: Store,
-    platform: Arc<P>,
-    channel: Arc<C>,
+    platform: Arc<dyn Platform>,
+    channel: Arc<dyn Channel>,
     config: RelayConfig,
     signals: Signals,
 }
 
-impl<P: Platform, C: Channel> Worker<P, C> {
-    pub fn new(store: Store, platform: Arc<P>, channel: Arc<C>, config: RelayConfig, signals: Signals) -> Self {
+impl Worker {
+    pub fn new(
+        store: Store,
+        platform: Arc<dyn Platform>,
+        channel: Arc<dyn Channel>,
+        config: RelayConfig,
+        signals: Signals,
+    ) -> Self {
         Self { store, platform, channel, config, signals }
     }
 

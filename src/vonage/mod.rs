@@ -11,12 +11,40 @@ pub mod setup;
 pub mod sim;
 pub mod webhook;
 
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use futures_util::future::BoxFuture;
 use serde_json::json;
 
+use crate::config::VonageConfig;
 use crate::relay::message::{Contact, InboundMessage, StatusReport};
-use crate::relay::{DeliveryError, Platform};
+use crate::relay::{DeliveryError, Platform, Relay};
 use crate::store::Store;
 use client::{VonageClient, VonageError};
+use jwt::JwtMinter;
+
+/// The platform's name in the store (message sources, contact links).
+pub const PLATFORM: &str = "vonage";
+
+/// Vonage as `app` wires it: the platform the worker delivers to, and the RTC webhook's routes
+/// (agents' messages for `channel`'s contacts).
+pub fn adapter<S: Clone + Send + Sync + 'static>(
+    config: &VonageConfig,
+    relay: Relay,
+    channel: &'static str,
+) -> anyhow::Result<(Arc<dyn Platform>, Router<S>)> {
+    let jwt = JwtMinter::new(&config.application_id, config.private_key_pem.expose()).context("VONAGE_PRIVATE_KEY")?;
+    let platform =
+        VonagePlatform::new(VonageClient::new(&config.api_base, jwt), relay.store.clone(), config.conversation_id.clone());
+    let hook = rtc::VonageWebhook {
+        signature_secret: config.signature_secret.as_ref().map(|s| s.expose().to_string()),
+        shared_conversation: config.conversation_id.clone(),
+        channel,
+    };
+    Ok((Arc::new(platform), rtc::routes(hook, relay)))
+}
 
 /// Vonage as the relay's platform: one user, conversation and member per WeChat contact
 /// (or one shared conversation, the reference integration's mode).
@@ -87,7 +115,28 @@ impl VonagePlatform {
 }
 
 impl Platform for VonagePlatform {
-    async fn deliver_inbound(
+    fn deliver_inbound<'a>(
+        &'a self,
+        contact: &'a Contact,
+        msg: &'a InboundMessage,
+        bridge_message_id: &'a str,
+    ) -> BoxFuture<'a, Result<String, DeliveryError>> {
+        Box::pin(self.post_message(contact, msg, bridge_message_id))
+    }
+
+    fn report_status<'a>(
+        &'a self,
+        contact: &'a Contact,
+        conversation_id: &'a str,
+        report: &'a StatusReport,
+    ) -> BoxFuture<'a, Result<String, DeliveryError>> {
+        Box::pin(self.post_status(contact, conversation_id, report))
+    }
+}
+
+impl VonagePlatform {
+    /// The message as a `custom:wechat:message` event in the contact's conversation.
+    async fn post_message(
         &self,
         contact: &Contact,
         msg: &InboundMessage,
@@ -107,7 +156,8 @@ impl Platform for VonagePlatform {
         }
     }
 
-    async fn report_status(
+    /// The outcome as a `custom:wechat:status` event in `conversation_id`.
+    async fn post_status(
         &self,
         contact: &Contact,
         conversation_id: &str,

@@ -22,6 +22,8 @@ pub struct VonageWebhook {
     pub signature_secret: Option<String>,
     /// Single-conversation mode: `to` names the WeChat user.
     pub shared_conversation: Option<String>,
+    /// The channel whose contacts agents write to (its name in the store).
+    pub channel: &'static str,
 }
 
 impl std::fmt::Debug for VonageWebhook {
@@ -112,7 +114,7 @@ async fn receive_rtc_event(State(state): State<RtcState>, headers: HeaderMap, bo
             None => None,
         },
         (Some(openid), Some(shared)) if *shared == request.conversation_id => {
-            store.contact_by_channel_id("wechat", openid).await?
+            store.contact_by_channel_id(hook.channel, openid).await?
         }
         (Some(_), Some(_)) => return Ok(ignored("event outside the shared conversation")),
         (None, Some(_)) => return Ok(ignored("no `to` in the shared conversation")),
@@ -123,8 +125,8 @@ async fn receive_rtc_event(State(state): State<RtcState>, headers: HeaderMap, bo
     match outbound::accept(
         &state.relay.store,
         &state.relay.signals,
-        "wechat",
-        "vonage",
+        hook.channel,
+        super::PLATFORM,
         &contact,
         &request.conversation_id,
         &request.event_id,
