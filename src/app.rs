@@ -10,7 +10,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, HttpConfig, PlatformConfig};
-use crate::http::admin::AdminAccess;
+use crate::http::admin::{AdminAccess, PlatformLinks};
 use crate::http::shutdown::Shutdown;
 use crate::http::{AppState, router};
 use crate::relay::worker::Worker;
@@ -59,6 +59,7 @@ impl Application {
         let (platform, platform_routes) = match &config.platform {
             PlatformConfig::Vonage(vonage) => crate::vonage::adapter(vonage, relay, channel_name)?,
         };
+        let platform_links = PlatformLinks { platform: platform.name(), kinds: platform.link_kinds() };
         let adapters = axum::Router::new().merge(channel_routes).merge(platform_routes);
         let worker = Arc::new(Worker::new(store.clone(), platform, channel, config.relay.clone(), signals.clone()));
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -67,6 +68,7 @@ impl Application {
             state: AppState {
                 store,
                 admin,
+                platform_links,
                 signals,
                 demo: None,
                 shutdown: Shutdown::default(),

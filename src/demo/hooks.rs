@@ -85,7 +85,7 @@ async fn demo_agent(State(state): State<AppState>, Json(m): Json<AgentMessage>) 
         Ok(None) => return bad(StatusCode::NOT_FOUND, "this WeChat user has not written yet"),
         Err(e) => return bad(StatusCode::SERVICE_UNAVAILABLE, e),
     };
-    let Some(conversation) = contact.platform_conversation_id else {
+    let Some(conversation) = contact.link(crate::vonage::PLATFORM, crate::vonage::CONVERSATION).map(str::to_string) else {
         return bad(StatusCode::CONFLICT, "the user's conversation is not created yet; try again in a moment");
     };
     let agent = hooks.vonage.create_agent("demo_agent", &conversation);

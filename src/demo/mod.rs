@@ -195,7 +195,8 @@ fn tick(status: &str) -> &'static str {
 /// An agent writes to `openid`'s conversation; returns the dedup key of the resulting message.
 async fn agent_says(store: &Store, vonage: &VonageSim, openid: &str, via: &str, text: &str) -> anyhow::Result<String> {
     let contact = store.contact_by_channel_id("wechat", openid).await?.context("unknown user")?;
-    let conversation = contact.platform_conversation_id.context("no conversation yet")?;
+    let conversation =
+        contact.link(crate::vonage::PLATFORM, crate::vonage::CONVERSATION).map(str::to_string).context("no conversation yet")?;
     let agent = vonage.create_agent("demo_agent", &conversation);
     let event = if via == "custom" {
         serde_json::json!({"type": "custom:wechat:message", "from": agent,

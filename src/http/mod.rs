@@ -29,6 +29,8 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 pub struct AppState {
     pub store: Store,
     pub admin: admin::AdminAccess,
+    /// The platform's name and the kinds of id it links to contacts, as the admin API lists them.
+    pub platform_links: admin::PlatformLinks,
     /// Wakes the outbox worker and feeds the console's live stream.
     pub signals: crate::relay::Signals,
     /// The simulators, when running as `demo`.

@@ -104,15 +104,17 @@ pub struct EventInfo {
     pub fields: BTreeMap<String, String>,
 }
 
-/// A contact as stored: the customer on the channel and, once created, their platform objects.
-#[derive(Debug, Clone, PartialEq)]
+/// The ids platforms gave a contact, by (platform, kind): Vonage's user, conversation, member.
+pub type ContactLinks = BTreeMap<(String, String), String>;
+
+/// A contact as stored: the customer on the channel (channel, account, channel id) and the ids
+/// platforms gave them (`links`), each saved as soon as it exists.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Contact {
     pub id: i64,
     pub channel_id: String,
     pub account: String,
-    pub platform_user_id: Option<String>,
-    pub platform_conversation_id: Option<String>,
-    pub platform_member_id: Option<String>,
+    pub links: ContactLinks,
     /// When the customer last wrote (Unix ms): opens the channel's reply window.
     pub last_inbound_at: Option<i64>,
     /// Replies sent in the current window.
@@ -120,6 +122,13 @@ pub struct Contact {
     /// Until when the channel accepts replies (Unix ms), and how many.
     pub window_until: Option<i64>,
     pub window_quota: Option<i64>,
+}
+
+impl Contact {
+    /// The id `platform` gave this contact for `kind`, if any.
+    pub fn link(&self, platform: &str, kind: &str) -> Option<&str> {
+        self.links.get(&(platform.to_string(), kind.to_string())).map(String::as_str)
+    }
 }
 
 /// A message an agent wrote on the platform, on its way to the customer on the channel.

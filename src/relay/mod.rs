@@ -75,6 +75,12 @@ pub enum DeliveryError {
 /// Where agents are: the side that receives customers' messages as conversation events.
 /// Object safe (boxed futures): the worker holds whichever platform the configuration chose.
 pub trait Platform: Send + Sync + 'static {
+    /// The platform's name in the store (message sources, contact links) and in the admin API.
+    fn name(&self) -> &'static str;
+
+    /// The kinds of id the platform links to a contact (`Contact::link`), as the admin API lists them.
+    fn link_kinds(&self) -> &'static [&'static str];
+
     /// Posts `msg` into the contact's conversation (creating and remembering the platform's
     /// user, conversation and member on first contact). Returns the platform's event id.
     fn deliver_inbound<'a>(

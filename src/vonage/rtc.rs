@@ -95,7 +95,7 @@ async fn receive_rtc_event(State(state): State<RtcState>, headers: HeaderMap, bo
     };
     // Loop guard (§3.2): events created by any of the bridge's own members are echoes.
     if let Some(member) = &request.from_member
-        && store.is_bridge_member(member).await?
+        && store.has_link(super::PLATFORM, super::MEMBER, member).await?
     {
         return Ok(ignored("event from the bridge's own member"));
     }
@@ -103,16 +103,18 @@ async fn receive_rtc_event(State(state): State<RtcState>, headers: HeaderMap, bo
     // (an agent in conversation B writing to the customer of conversation A) is refused. Shared
     // mode: `to` decides, but only for events of the shared conversation.
     let contact = match (&request.to, &hook.shared_conversation) {
-        (None, None) => store.contact_by_conversation(&request.conversation_id).await?,
-        (Some(openid), None) => match store.contact_by_conversation(&request.conversation_id).await? {
-            Some(contact) if &contact.channel_id == openid => Some(contact),
-            Some(_) => {
-                tracing::warn!(conversation = %request.conversation_id, event = %request.event_id,
+        (None, None) => store.contact_by_link(super::PLATFORM, super::CONVERSATION, &request.conversation_id).await?,
+        (Some(openid), None) => {
+            match store.contact_by_link(super::PLATFORM, super::CONVERSATION, &request.conversation_id).await? {
+                Some(contact) if &contact.channel_id == openid => Some(contact),
+                Some(_) => {
+                    tracing::warn!(conversation = %request.conversation_id, event = %request.event_id,
                     "rtc event's `to` is not this conversation's WeChat user; ignored, nothing sent");
-                return Ok(ignored("`to` does not match the conversation's WeChat user"));
+                    return Ok(ignored("`to` does not match the conversation's WeChat user"));
+                }
+                None => None,
             }
-            None => None,
-        },
+        }
         (Some(openid), Some(shared)) if *shared == request.conversation_id => {
             store.contact_by_channel_id(hook.channel, openid).await?
         }
