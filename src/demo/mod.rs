@@ -109,7 +109,7 @@ pub async fn run(
                     push.from_user_name,
                     payload["content"].as_str().unwrap_or_default(),
                     acked.as_millis(),
-                    tick(&m.status),
+                    tick(m.status.as_str()),
                     m.delivered_at.unwrap_or(m.created_at) - m.created_at,
                     m.platform_event_id.as_deref().unwrap_or("-")
                 );
@@ -142,7 +142,7 @@ pub async fn run(
                         .unwrap_or_default();
                     println!(
                         "  Vonage → WeChat  agent → {openid} via {kind}: {text:?}\n                   {} in {} ms{error}",
-                        tick(&m.status),
+                        tick(m.status.as_str()),
                         started.elapsed().as_millis()
                     );
                     if (m.status == "delivered") != should_deliver {

@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 
 use super::{AppState, stream_ticket};
 use crate::config::Secret;
+use crate::relay::message::MessageStatus;
 use crate::store::{MessageFilter, MessageRecord, StoreError};
 
 /// Who may use the admin API.
@@ -154,7 +155,7 @@ pub async fn retry_message(State(state): State<AppState>, Path(id): Path<String>
     match state.store.message(&id).await {
         Err(StoreError::NotFound(what)) => return (StatusCode::NOT_FOUND, what).into_response(),
         Err(e) => return unavailable(e),
-        Ok(m) if m.status != "failed" => {
+        Ok(m) if m.status != MessageStatus::Failed => {
             return (
                 StatusCode::CONFLICT,
                 Json(json!({"error": format!("message is {}, only failed messages are retried", m.status)})),

@@ -15,7 +15,7 @@ use std::time::Duration;
 use rand::RngExt;
 use tokio::task::{self, JoinSet};
 
-use super::message::{ErrorInfo, InboundMessage, OutboundRecord, StatusReport};
+use super::message::{ErrorInfo, InboundMessage, MessageStatus, OutboundRecord, StatusReport};
 use super::{Channel, DeliveryError, Platform, Signals};
 use crate::config::RelayConfig;
 use crate::store::{ClaimedJob, JobKind, Store, StoreError, now_ms};
@@ -215,7 +215,7 @@ impl Worker {
         let record = self.store.message(&job.message_id).await.map_err(retry_store)?;
         let contact = self.store.contact(job.contact_id).await.map_err(retry_store)?;
         let outbound = outbound_record(&record.payload)?;
-        let delivered = record.status == "delivered";
+        let delivered = record.status == MessageStatus::Delivered;
         let report = StatusReport {
             bridge_message_id: record.id.clone(),
             platform_event_id: outbound.platform_event_id,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::relay::message::Contact;
+use crate::relay::message::{Contact, Direction, MessageStatus};
 
 pub use admin::{ConversationSummary, HealthFigures, MessageFilter};
 pub use jobs::{ClaimedJob, JobKind, Lane};
@@ -48,7 +48,7 @@ pub struct NewMessage<'a> {
     pub channel: &'a str,
     pub channel_id: &'a str,
     pub account: &'a str,
-    pub direction: &'a str,
+    pub direction: Direction,
     pub source: &'a str,
     pub external_id: &'a str,
     pub msg_type: &'a str,
@@ -92,12 +92,12 @@ pub enum WindowChange {
 pub struct MessageRecord {
     pub id: String,
     pub contact_id: i64,
-    pub direction: String,
+    pub direction: Direction,
     pub source: String,
     pub external_id: String,
     pub msg_type: String,
     pub payload: String,
-    pub status: String,
+    pub status: MessageStatus,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub platform_event_id: Option<String>,
@@ -202,7 +202,7 @@ impl Store {
                 return Err(StoreError::Replay);
             }
         }
-        let inbound_at = (m.direction == "inbound").then_some(now);
+        let inbound_at = (m.direction == Direction::Inbound).then_some(now);
         let contact_id: i64 = sqlx::query(
             "INSERT INTO contacts (channel, channel_id, account, created_at, last_inbound_at) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (channel, channel_id) DO UPDATE SET
@@ -459,7 +459,7 @@ mod tests {
             channel: "wechat",
             channel_id: "o_full_disk",
             account: "gh",
-            direction: "inbound",
+            direction: Direction::Inbound,
             source: "wechat",
             external_id: Box::leak(external_id.to_string().into_boxed_str()),
             msg_type: "text",
@@ -554,7 +554,7 @@ mod tests {
         let store = Store::connect(&format!("sqlite://{}", dir.path().join("a.db").display())).await.unwrap();
         store.migrate().await.unwrap();
         let mut outbound = text_message("evt-1", "{}");
-        (outbound.direction, outbound.kind) = ("outbound", JobKind::DeliverOutbound);
+        (outbound.direction, outbound.kind) = (Direction::Outbound, JobKind::DeliverOutbound);
         let Accepted::New(id) = store.accept(&outbound).await.unwrap() else { panic!() };
         for attempt in 1..=3 {
             let job = store.claim_jobs(10_000, 10).await.unwrap().pop().unwrap();
