@@ -275,10 +275,7 @@ impl Store {
         .bind(value)
         .fetch_optional(&self.pool)
         .await?;
-        match row {
-            Some(row) => Ok(Some(self.with_links(contact_from_row(&row)).await?)),
-            None => Ok(None),
-        }
+        self.found_contact(row).await
     }
 
     /// Whether `value` is a `kind` id `platform` gave one of the contacts (Vonage: one of the
@@ -320,6 +317,13 @@ impl Store {
         Ok(())
     }
 
+    async fn found_contact(&self, row: Option<sqlx::sqlite::SqliteRow>) -> Result<Option<Contact>, StoreError> {
+        match row {
+            Some(row) => Ok(Some(self.with_links(contact_from_row(&row)).await?)),
+            None => Ok(None),
+        }
+    }
+
     async fn with_links(&self, mut contact: Contact) -> Result<Contact, StoreError> {
         let rows = sqlx::query("SELECT platform, kind, value FROM contact_links WHERE contact_id = ?")
             .bind(contact.id)
@@ -336,10 +340,7 @@ impl Store {
             .bind(channel_id)
             .fetch_optional(&self.pool)
             .await?;
-        match row {
-            Some(row) => Ok(Some(self.with_links(contact_from_row(&row)).await?)),
-            None => Ok(None),
-        }
+        self.found_contact(row).await
     }
 
     /// One more part of an outbound message was accepted by the channel: resume after it on a
