@@ -43,6 +43,9 @@ pub enum ConfigError {
     Invalid { key: &'static str, reason: String },
     #[error("cannot read config file {path}: {reason}")]
     File { path: String, reason: String },
+    /// A platform DESIGN.md names whose adapter this build does not have yet.
+    #[error("BRIDGE_PLATFORM={0} is not available in this build yet")]
+    Unavailable(&'static str),
 }
 
 /// The WeChat Official Account side.
@@ -73,6 +76,55 @@ pub struct VonageConfig {
     pub conversation_id: Option<String>,
     pub api_key: Option<String>,
     pub api_secret: Option<Secret>,
+}
+
+/// The agent side chosen by `BRIDGE_PLATFORM`, with its settings (only the chosen platform's
+/// settings are read and required).
+#[derive(Debug, Clone)]
+pub enum PlatformConfig {
+    Vonage(VonageConfig),
+}
+
+impl PlatformConfig {
+    fn load(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        match get("BRIDGE_PLATFORM").map(|p| p.to_ascii_lowercase()).as_deref() {
+            None | Some("vonage") => Ok(PlatformConfig::Vonage(VonageConfig::load(get)?)),
+            // Reserved by DESIGN.md ("Platforms"); a later step brings their adapters.
+            Some("webhook") => Err(ConfigError::Unavailable("webhook")),
+            Some("chatwoot") => Err(ConfigError::Unavailable("chatwoot")),
+            Some(other) => Err(ConfigError::Invalid {
+                key: "BRIDGE_PLATFORM",
+                reason: format!("{other:?} is not one of vonage, webhook, chatwoot"),
+            }),
+        }
+    }
+}
+
+impl VonageConfig {
+    /// `VONAGE_*`: the application id and a private key that signs JWTs are required.
+    fn load(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |key: &'static str| get(key).ok_or(ConfigError::Missing(key));
+        let application_id = required("VONAGE_APPLICATION_ID")?;
+        let private_key_pem = match (get("VONAGE_PRIVATE_KEY"), get("VONAGE_PRIVATE_KEY_PATH")) {
+            (Some(pem), _) => pem.replace("\\n", "\n"),
+            (None, Some(path)) => std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
+                key: "VONAGE_PRIVATE_KEY_PATH",
+                reason: format!("cannot read {path}: {e}"),
+            })?,
+            (None, None) => return Err(ConfigError::Missing("VONAGE_PRIVATE_KEY_PATH or VONAGE_PRIVATE_KEY")),
+        };
+        JwtMinter::new(&application_id, &private_key_pem)
+            .map_err(|e| ConfigError::Invalid { key: "VONAGE_PRIVATE_KEY", reason: e.to_string() })?;
+        Ok(VonageConfig {
+            application_id,
+            private_key_pem: Secret::new(private_key_pem),
+            api_base: base_url(get("VONAGE_API_BASE"), "https://api.nexmo.com", "VONAGE_API_BASE")?,
+            signature_secret: get("VONAGE_SIGNATURE_SECRET").map(Secret::new),
+            conversation_id: get("VONAGE_CONVERSATION_ID"),
+            api_key: get("VONAGE_API_KEY"),
+            api_secret: get("VONAGE_API_SECRET").map(Secret::new),
+        })
+    }
 }
 
 /// Outbox tuning. Not in DESIGN.md's fixed table: extra keys, with production defaults.
@@ -140,7 +192,8 @@ pub struct Config {
     /// The admin API without a token: only `demo` sets this (it listens on loopback).
     pub open_admin: bool,
     pub wechat: WeChatConfig,
-    pub vonage: VonageConfig,
+    /// `BRIDGE_PLATFORM` and its settings.
+    pub platform: PlatformConfig,
     pub relay: RelayConfig,
     /// `BRIDGE_MEDIA_FETCH_ALLOWLIST`: what agents' `media.url` may reach besides public addresses.
     pub media_fetch_allowlist: FetchAllowlist,
@@ -207,26 +260,7 @@ impl Config {
             window_quota: parse_num(get("WECHAT_WINDOW_QUOTA"), 5, "WECHAT_WINDOW_QUOTA")?.clamp(1, 1000) as u32,
         };
 
-        let application_id = required("VONAGE_APPLICATION_ID")?;
-        let private_key_pem = match (get("VONAGE_PRIVATE_KEY"), get("VONAGE_PRIVATE_KEY_PATH")) {
-            (Some(pem), _) => pem.replace("\\n", "\n"),
-            (None, Some(path)) => std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
-                key: "VONAGE_PRIVATE_KEY_PATH",
-                reason: format!("cannot read {path}: {e}"),
-            })?,
-            (None, None) => return Err(ConfigError::Missing("VONAGE_PRIVATE_KEY_PATH or VONAGE_PRIVATE_KEY")),
-        };
-        JwtMinter::new(&application_id, &private_key_pem)
-            .map_err(|e| ConfigError::Invalid { key: "VONAGE_PRIVATE_KEY", reason: e.to_string() })?;
-        let vonage = VonageConfig {
-            application_id,
-            private_key_pem: Secret::new(private_key_pem),
-            api_base: base_url(get("VONAGE_API_BASE"), "https://api.nexmo.com", "VONAGE_API_BASE")?,
-            signature_secret: get("VONAGE_SIGNATURE_SECRET").map(Secret::new),
-            conversation_id: get("VONAGE_CONVERSATION_ID"),
-            api_key: get("VONAGE_API_KEY"),
-            api_secret: get("VONAGE_API_SECRET").map(Secret::new),
-        };
+        let platform = PlatformConfig::load(&get)?;
 
         let defaults = RelayConfig::default();
         let relay = RelayConfig {
@@ -283,7 +317,7 @@ impl Config {
             admin_token: get("BRIDGE_ADMIN_TOKEN").map(Secret::new),
             open_admin: false,
             wechat,
-            vonage,
+            platform,
             relay,
             media_fetch_allowlist,
             http,

@@ -6,15 +6,15 @@
 //!
 //! # Layout
 //! - `config`: environment (and TOML file) configuration, validated at start.
-//! - `demo`: the one-command demo: bridge + simulators + scripted exchange.
-//! - `app`: wires store, webhook, platform, worker and router; `Application::build` / `run_until_stopped`.
-//! - `wechat`: signatures, AES crypto, push XML ⇄ typed values, conversion into bridge messages.
-//! - `vonage`: application JWTs, the Conversation API client, the event body, the platform.
-//! - `relay`: the bridge's own message types, accepting messages, the outbox worker.
-//! - `store`: SQLite persistence of contacts, messages and jobs.
-//! - `http`: the routes.
-//! - `sim`: WeChat and Vonage simulators, used by tests, `demo` and `simulate`.
-//! - `setup`: points the Vonage application's RTC webhook at the bridge, prints WeChat's console settings.
+//! - `app`: wiring: picks the channel and the platform, mounts their routes, starts the worker;
+//!   `Application::build` / `run_until_stopped`; `setup`.
+//! - `relay`: the core: the bridge's own message types, the `Channel`/`Platform` traits,
+//!   accepting messages, the outbox worker.
+//! - `store`: SQLite persistence of contacts (and their platform links), messages and jobs.
+//! - `http`: the router that mounts each adapter's routes, the admin API, the console, the server.
+//! - `wechat`: the channel adapter: webhook (verify, decrypt, parse), media links, client, sim.
+//! - `vonage`: a platform adapter: JWTs, client, event body, RTC webhook, setup, sim.
+//! - `demo`: the one-command demo: bridge + simulators + scripted exchange, console hooks.
 //! - `simulate`: one simulator served alone (`simulate wechat|vonage`).
 
 pub mod app;
@@ -22,8 +22,6 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod relay;
-pub mod setup;
-pub mod sim;
 pub mod simulate;
 pub mod store;
 pub mod vonage;

@@ -76,7 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { listen, once } => wechat_bridge::demo::run(&listen, once, shutdown_signal()).await,
         Command::Setup => {
             let config = Config::load(cli.config.as_deref())?;
-            wechat_bridge::setup::run(&config, &mut std::io::stdout()).await?;
+            wechat_bridge::app::setup(&config, &mut std::io::stdout()).await?;
             Ok(())
         }
         Command::Simulate { simulator } => wechat_bridge::simulate::run(simulator, shutdown_signal()).await,

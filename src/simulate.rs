@@ -14,8 +14,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 
-use crate::sim::vonage::{VonageSim, VonageSimConfig};
-use crate::sim::wechat::{PushMode, WeChatSim, WeChatSimConfig};
+use crate::vonage::sim::{VonageSim, VonageSimConfig};
+use crate::wechat::sim::{PushMode, WeChatSim, WeChatSimConfig};
 
 /// Where `simulate vonage` writes the private key it generates.
 pub const GENERATED_KEY_FILE: &str = "vonage-sim-private.key";
@@ -229,7 +229,7 @@ async fn vonage(args: VonageArgs, shutdown: impl Future<Output = ()> + Send + 's
             (pem, None)
         }
         None => {
-            let (private_pem, public_pem) = crate::sim::keys::generate_rsa_keypair();
+            let (private_pem, public_pem) = crate::vonage::sim::keys::generate_rsa_keypair();
             let path = write_private_key(Path::new(GENERATED_KEY_FILE), &private_pem)?;
             (public_pem, Some(path))
         }

@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 
 use super::{AppState, stream_ticket};
 use crate::config::Secret;
+use crate::relay::message::MessageStatus;
 use crate::store::{MessageFilter, MessageRecord, StoreError};
 
 /// Who may use the admin API.
@@ -102,10 +103,32 @@ fn message_json(m: MessageRecord) -> Value {
     v
 }
 
-/// `GET /api/conversations`: one row per WeChat contact with its Vonage conversation.
+/// The active platform's name and the kinds of id it links to contacts: each is listed per
+/// contact as `{platform}_{kind}_id` (null until the platform gave one).
+#[derive(Clone, Copy, Debug)]
+pub struct PlatformLinks {
+    pub platform: &'static str,
+    pub kinds: &'static [&'static str],
+}
+
+/// `GET /api/conversations`: one row per contact with the ids the platform gave it.
 pub async fn list_conversations(State(state): State<AppState>) -> Response {
+    let links = state.platform_links;
     match state.store.conversations(500).await {
-        Ok(list) => Json(json!({"conversations": list})).into_response(),
+        Ok(list) => {
+            let rows: Vec<Value> = list
+                .into_iter()
+                .map(|summary| {
+                    let mut row = serde_json::to_value(&summary).unwrap_or(Value::Null);
+                    for kind in links.kinds {
+                        let value = summary.links.get(&(links.platform.to_string(), kind.to_string()));
+                        row[format!("{}_{kind}_id", links.platform)] = json!(value);
+                    }
+                    row
+                })
+                .collect();
+            Json(json!({"conversations": rows})).into_response()
+        }
         Err(e) => unavailable(e),
     }
 }
@@ -132,7 +155,7 @@ pub async fn retry_message(State(state): State<AppState>, Path(id): Path<String>
     match state.store.message(&id).await {
         Err(StoreError::NotFound(what)) => return (StatusCode::NOT_FOUND, what).into_response(),
         Err(e) => return unavailable(e),
-        Ok(m) if m.status != "failed" => {
+        Ok(m) if m.status != MessageStatus::Failed => {
             return (
                 StatusCode::CONFLICT,
                 Json(json!({"error": format!("message is {}, only failed messages are retried", m.status)})),

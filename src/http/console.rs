@@ -1,19 +1,14 @@
-//! The web console (assets embedded in the binary) and, in `demo`, the hooks that let a person
-//! play the WeChat user and the agent from the browser.
-
-use std::sync::Arc;
+//! The web console (assets embedded in the binary). In `demo`, the hooks of `crate::demo` let a
+//! person play the customer and the agent from it.
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
 use super::admin::AdminAccess;
-use crate::sim::vonage::VonageSim;
-use crate::sim::wechat::{PushMode, WeChatSim};
 
 const INDEX: &str = include_str!("console/index.html");
 const APP_JS: &str = include_str!("console/app.js");
@@ -34,100 +29,4 @@ pub async fn style_css() -> Response {
 /// `GET /api/session`: what the console must ask for before calling the API.
 pub async fn session(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({"demo": state.demo.is_some(), "auth_required": matches!(state.admin, AdminAccess::Token(_))}))
-}
-
-/// The simulators of a running `demo`, and where the bridge's WeChat webhook is.
-pub struct DemoHooks {
-    pub wechat: WeChatSim,
-    pub vonage: VonageSim,
-    pub webhook_url: String,
-}
-
-impl std::fmt::Debug for DemoHooks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DemoHooks").field("webhook_url", &self.webhook_url).finish_non_exhaustive()
-    }
-}
-
-fn hooks(state: &AppState) -> Result<&Arc<DemoHooks>, Response> {
-    state.demo.as_ref().ok_or_else(|| (StatusCode::NOT_FOUND, "only in demo").into_response())
-}
-
-fn bad(status: StatusCode, error: impl std::fmt::Display) -> Response {
-    (status, Json(json!({"error": error.to_string()}))).into_response()
-}
-
-#[derive(Deserialize)]
-pub struct PhoneMessage {
-    openid: String,
-    text: String,
-}
-
-/// `POST /api/demo/wechat`: the simulated WeChat server pushes a user's text to the bridge.
-pub async fn demo_wechat(State(state): State<AppState>, Json(m): Json<PhoneMessage>) -> Response {
-    let hooks = match hooks(&state) {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
-    if m.openid.trim().is_empty() || m.text.trim().is_empty() {
-        return bad(StatusCode::BAD_REQUEST, "openid and text are required");
-    }
-    let push = hooks.wechat.text(m.openid.trim(), &m.text);
-    match hooks.wechat.push(&hooks.webhook_url, &push, PushMode::Safe).await {
-        Ok(reply) => Json(json!({"status": reply.status, "body": reply.body})).into_response(),
-        Err(e) => bad(StatusCode::BAD_GATEWAY, e),
-    }
-}
-
-#[derive(Deserialize)]
-pub struct AgentMessage {
-    openid: String,
-    text: String,
-    #[serde(default)]
-    via: Option<String>,
-}
-
-/// `POST /api/demo/agent`: an agent writes into the user's conversation on the Vonage
-/// simulator, as a `custom:wechat:message` or a plain `message` event.
-pub async fn demo_agent(State(state): State<AppState>, Json(m): Json<AgentMessage>) -> Response {
-    let hooks = match hooks(&state) {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
-    let contact = match state.store.contact_by_channel_id("wechat", m.openid.trim()).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return bad(StatusCode::NOT_FOUND, "this WeChat user has not written yet"),
-        Err(e) => return bad(StatusCode::SERVICE_UNAVAILABLE, e),
-    };
-    let Some(conversation) = contact.platform_conversation_id else {
-        return bad(StatusCode::CONFLICT, "the user's conversation is not created yet; try again in a moment");
-    };
-    let agent = hooks.vonage.create_agent("demo_agent", &conversation);
-    let event = if m.via.as_deref() == Some("message") {
-        json!({"type": "message", "from": agent, "body": {"message_type": "text", "text": m.text}})
-    } else {
-        json!({"type": "custom:wechat:message", "from": agent,
-               "body": {"to": contact.channel_id, "from": "demo_agent", "content": m.text, "direction": "outbound"}})
-    };
-    match hooks.vonage.post_event_as_client(&conversation, event) {
-        Ok(event) => Json(json!({"event": event})).into_response(),
-        Err(e) => bad(StatusCode::BAD_REQUEST, e),
-    }
-}
-
-#[derive(Deserialize)]
-pub struct CloseWindow {
-    openid: String,
-}
-
-/// `POST /api/demo/close-window`: WeChat now refuses replies to the user (45015), as it does 48
-/// hours after their last message.
-pub async fn demo_close_window(State(state): State<AppState>, Json(m): Json<CloseWindow>) -> Response {
-    match hooks(&state) {
-        Ok(hooks) => {
-            hooks.wechat.close_window(m.openid.trim());
-            Json(json!({"closed": m.openid})).into_response()
-        }
-        Err(r) => r,
-    }
 }

@@ -2,6 +2,7 @@
 //! worker (and the live stream) is told. No remote call happens here, so the webhook answers in milliseconds.
 
 use super::Signals;
+use super::message::Direction;
 use super::message::InboundMessage;
 use crate::store::{Accepted, JobKind, NewMessage, RequestNonce, Store, StoreError, WindowChange};
 
@@ -23,7 +24,7 @@ pub async fn accept(
             channel,
             channel_id: &msg.sender,
             account: &msg.account,
-            direction: "inbound",
+            direction: Direction::Inbound,
             source: channel,
             external_id: dedup_key,
             msg_type: &msg.msg_type,

@@ -5,6 +5,70 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// Where a stored message is in its life: stored (in the outbox), delivered, or failed for good.
+/// Stored as today's lower-case text, serialized the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "TEXT", rename_all = "lowercase")]
+pub enum MessageStatus {
+    Stored,
+    Delivered,
+    Failed,
+}
+
+/// Which way a message goes: from a customer (channel → platform) or to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "TEXT", rename_all = "lowercase")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Stored => "stored",
+            MessageStatus::Delivered => "delivered",
+            MessageStatus::Failed => "failed",
+        }
+    }
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+impl std::fmt::Display for MessageStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the stored text (`record.status == "delivered"`).
+impl PartialEq<&str> for MessageStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<&str> for Direction {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// A message (or event) a customer produced on the channel, on its way to the platform.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InboundMessage {
@@ -104,15 +168,17 @@ pub struct EventInfo {
     pub fields: BTreeMap<String, String>,
 }
 
-/// A contact as stored: the customer on the channel and, once created, their platform objects.
-#[derive(Debug, Clone, PartialEq)]
+/// The ids platforms gave a contact, by (platform, kind): Vonage's user, conversation, member.
+pub type ContactLinks = BTreeMap<(String, String), String>;
+
+/// A contact as stored: the customer on the channel (channel, account, channel id) and the ids
+/// platforms gave them (`links`), each saved as soon as it exists.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Contact {
     pub id: i64,
     pub channel_id: String,
     pub account: String,
-    pub platform_user_id: Option<String>,
-    pub platform_conversation_id: Option<String>,
-    pub platform_member_id: Option<String>,
+    pub links: ContactLinks,
     /// When the customer last wrote (Unix ms): opens the channel's reply window.
     pub last_inbound_at: Option<i64>,
     /// Replies sent in the current window.
@@ -120,6 +186,13 @@ pub struct Contact {
     /// Until when the channel accepts replies (Unix ms), and how many.
     pub window_until: Option<i64>,
     pub window_quota: Option<i64>,
+}
+
+impl Contact {
+    /// The id `platform` gave this contact for `kind`, if any.
+    pub fn link(&self, platform: &str, kind: &str) -> Option<&str> {
+        self.links.get(&(platform.to_string(), kind.to_string())).map(String::as_str)
+    }
 }
 
 /// A message an agent wrote on the platform, on its way to the customer on the channel.

@@ -7,13 +7,21 @@ pub mod message;
 pub mod outbound;
 pub mod worker;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use tokio::sync::{Notify, broadcast};
 
 use message::{Contact, InboundMessage, OutboundMessage, StatusReport};
+
+/// The relay core as the adapters' webhooks use it: where messages are accepted into, and whom
+/// to tell about them. Clones share the store's pool and the signals.
+#[derive(Clone, Debug)]
+pub struct Relay {
+    pub store: crate::store::Store,
+    pub signals: Signals,
+}
 
 /// What the relay tells the rest of the process about messages: new work for the worker, and
 /// every message stored or changed (the console's live stream). Clones share the channels.
@@ -65,26 +73,33 @@ pub enum DeliveryError {
 }
 
 /// Where agents are: the side that receives customers' messages as conversation events.
+/// Object safe (boxed futures): the worker holds whichever platform the configuration chose.
 pub trait Platform: Send + Sync + 'static {
+    /// The platform's name in the store (message sources, contact links) and in the admin API.
+    fn name(&self) -> &'static str;
+
+    /// The kinds of id the platform links to a contact (`Contact::link`), as the admin API lists them.
+    fn link_kinds(&self) -> &'static [&'static str];
+
     /// Posts `msg` into the contact's conversation (creating and remembering the platform's
     /// user, conversation and member on first contact). Returns the platform's event id.
-    fn deliver_inbound(
-        &self,
-        contact: &Contact,
-        msg: &InboundMessage,
-        bridge_message_id: &str,
-    ) -> impl Future<Output = Result<String, DeliveryError>> + Send;
+    fn deliver_inbound<'a>(
+        &'a self,
+        contact: &'a Contact,
+        msg: &'a InboundMessage,
+        bridge_message_id: &'a str,
+    ) -> BoxFuture<'a, Result<String, DeliveryError>>;
 
     /// Posts the outcome of an outbound message into `conversation_id`. Returns the event id.
-    fn report_status(
-        &self,
-        contact: &Contact,
-        conversation_id: &str,
-        report: &StatusReport,
-    ) -> impl Future<Output = Result<String, DeliveryError>> + Send;
+    fn report_status<'a>(
+        &'a self,
+        contact: &'a Contact,
+        conversation_id: &'a str,
+        report: &'a StatusReport,
+    ) -> BoxFuture<'a, Result<String, DeliveryError>>;
 }
 
-/// Where customers are: the side that receives agents' messages.
+/// Where customers are: the side that receives agents' messages. Object safe, like `Platform`.
 pub trait Channel: Send + Sync + 'static {
     /// The parts `msg` is sent in, in order (a text over the channel's size limit is split).
     fn split(&self, msg: &OutboundMessage) -> Vec<OutboundMessage>;
@@ -94,5 +109,5 @@ pub trait Channel: Send + Sync + 'static {
     fn check_window(&self, contact: &Contact, parts: usize) -> Result<(), DeliveryError>;
 
     /// Sends one part to the contact.
-    fn send(&self, contact: &Contact, msg: &OutboundMessage) -> impl Future<Output = Result<(), DeliveryError>> + Send;
+    fn send<'a>(&'a self, contact: &'a Contact, msg: &'a OutboundMessage) -> BoxFuture<'a, Result<(), DeliveryError>>;
 }

@@ -2,6 +2,7 @@
 //! deduplicated by the platform's event id, then the worker is woken.
 
 use super::Signals;
+use super::message::Direction;
 use super::message::{Contact, OutboundMessage, OutboundRecord};
 use crate::store::{Accepted, JobKind, NewMessage, Store, StoreError, WindowChange};
 
@@ -26,7 +27,7 @@ pub async fn accept(
             channel,
             channel_id: &contact.channel_id,
             account: &contact.account,
-            direction: "outbound",
+            direction: Direction::Outbound,
             source,
             external_id: &external_id,
             msg_type: &msg_type,

@@ -15,22 +15,28 @@ use std::time::Duration;
 use rand::RngExt;
 use tokio::task::{self, JoinSet};
 
-use super::message::{ErrorInfo, InboundMessage, OutboundRecord, StatusReport};
+use super::message::{ErrorInfo, InboundMessage, MessageStatus, OutboundRecord, StatusReport};
 use super::{Channel, DeliveryError, Platform, Signals};
 use crate::config::RelayConfig;
 use crate::store::{ClaimedJob, JobKind, Store, StoreError, now_ms};
 
 /// Delivers outbox jobs to the platform and the channel.
-pub struct Worker<P, C> {
+pub struct Worker {
     store: Store,
-    platform: Arc<P>,
-    channel: Arc<C>,
+    platform: Arc<dyn Platform>,
+    channel: Arc<dyn Channel>,
     config: RelayConfig,
     signals: Signals,
 }
 
-impl<P: Platform, C: Channel> Worker<P, C> {
-    pub fn new(store: Store, platform: Arc<P>, channel: Arc<C>, config: RelayConfig, signals: Signals) -> Self {
+impl Worker {
+    pub fn new(
+        store: Store,
+        platform: Arc<dyn Platform>,
+        channel: Arc<dyn Channel>,
+        config: RelayConfig,
+        signals: Signals,
+    ) -> Self {
         Self { store, platform, channel, config, signals }
     }
 
@@ -209,7 +215,7 @@ impl<P: Platform, C: Channel> Worker<P, C> {
         let record = self.store.message(&job.message_id).await.map_err(retry_store)?;
         let contact = self.store.contact(job.contact_id).await.map_err(retry_store)?;
         let outbound = outbound_record(&record.payload)?;
-        let delivered = record.status == "delivered";
+        let delivered = record.status == MessageStatus::Delivered;
         let report = StatusReport {
             bridge_message_id: record.id.clone(),
             platform_event_id: outbound.platform_event_id,

@@ -3,21 +3,30 @@
 use sqlx::Row;
 
 use super::{MessageRecord, Store, StoreError, message_from_row};
+use crate::relay::message::ContactLinks;
 
 /// A contact as the admin API lists it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ConversationSummary {
     pub contact_id: i64,
-    pub openid: String,
+    /// The customer's id on the channel (the console's and API's field name since the start).
+    #[serde(rename = "openid")]
+    pub channel_id: String,
     pub account: String,
-    pub vonage_user_id: Option<String>,
-    pub vonage_conversation_id: Option<String>,
-    pub vonage_member_id: Option<String>,
+    /// The ids platforms gave the contact; the admin API shows the active platform's.
+    #[serde(skip)]
+    pub links: ContactLinks,
     pub last_inbound_at: Option<i64>,
     pub window_sends: i64,
     pub messages: i64,
     pub failed: i64,
     pub last_message_at: Option<i64>,
+}
+
+/// `[[platform, kind, value], …]` as SQLite's `json_group_array` builds it.
+fn links_from_json(json: Option<String>) -> ContactLinks {
+    let triples: Vec<(String, String, String)> = json.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default();
+    triples.into_iter().map(|(platform, kind, value)| ((platform, kind), value)).collect()
 }
 
 /// Which messages to list; `None` means any.
@@ -37,7 +46,8 @@ impl Store {
     /// Contacts, most recently active first.
     pub async fn conversations(&self, limit: i64) -> Result<Vec<ConversationSummary>, StoreError> {
         let rows = sqlx::query(
-            "SELECT c.id, c.channel_id, c.account, c.platform_user_id, c.platform_conversation_id, c.platform_member_id,
+            "SELECT c.id, c.channel_id, c.account,
+                    (SELECT json_group_array(json_array(l.platform, l.kind, l.value)) FROM contact_links l WHERE l.contact_id = c.id),
                     c.last_inbound_at, c.window_sends, COUNT(m.id), COALESCE(SUM(m.status = 'failed'), 0), MAX(m.created_at)
              FROM contacts c LEFT JOIN messages m ON m.contact_id = c.id
              GROUP BY c.id ORDER BY MAX(m.created_at) DESC, c.id DESC LIMIT ?",
@@ -49,16 +59,14 @@ impl Store {
             .iter()
             .map(|r| ConversationSummary {
                 contact_id: r.get(0),
-                openid: r.get(1),
+                channel_id: r.get(1),
                 account: r.get(2),
-                vonage_user_id: r.get(3),
-                vonage_conversation_id: r.get(4),
-                vonage_member_id: r.get(5),
-                last_inbound_at: r.get(6),
-                window_sends: r.get(7),
-                messages: r.get(8),
-                failed: r.get(9),
-                last_message_at: r.get(10),
+                links: links_from_json(r.get(3)),
+                last_inbound_at: r.get(4),
+                window_sends: r.get(5),
+                messages: r.get(6),
+                failed: r.get(7),
+                last_message_at: r.get(8),
             })
             .collect())
     }

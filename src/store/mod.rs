@@ -14,7 +14,7 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::relay::message::Contact;
+use crate::relay::message::{Contact, Direction, MessageStatus};
 
 pub use admin::{ConversationSummary, HealthFigures, MessageFilter};
 pub use jobs::{ClaimedJob, JobKind, Lane};
@@ -48,7 +48,7 @@ pub struct NewMessage<'a> {
     pub channel: &'a str,
     pub channel_id: &'a str,
     pub account: &'a str,
-    pub direction: &'a str,
+    pub direction: Direction,
     pub source: &'a str,
     pub external_id: &'a str,
     pub msg_type: &'a str,
@@ -92,12 +92,12 @@ pub enum WindowChange {
 pub struct MessageRecord {
     pub id: String,
     pub contact_id: i64,
-    pub direction: String,
+    pub direction: Direction,
     pub source: String,
     pub external_id: String,
     pub msg_type: String,
     pub payload: String,
-    pub status: String,
+    pub status: MessageStatus,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub platform_event_id: Option<String>,
@@ -202,7 +202,7 @@ impl Store {
                 return Err(StoreError::Replay);
             }
         }
-        let inbound_at = (m.direction == "inbound").then_some(now);
+        let inbound_at = (m.direction == Direction::Inbound).then_some(now);
         let contact_id: i64 = sqlx::query(
             "INSERT INTO contacts (channel, channel_id, account, created_at, last_inbound_at) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (channel, channel_id) DO UPDATE SET
@@ -261,25 +261,76 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("contact {id}")))?;
-        Ok(contact_from_row(&row))
+        self.with_links(contact_from_row(&row)).await
     }
 
-    /// The contact whose own conversation this is (per-user mode).
-    pub async fn contact_by_conversation(&self, conversation_id: &str) -> Result<Option<Contact>, StoreError> {
-        let row = sqlx::query(select_contacts!("WHERE platform_conversation_id = ? ORDER BY id LIMIT 1"))
-            .bind(conversation_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(contact_from_row))
+    /// The contact `platform` knows by `value` as its `kind` (Vonage: the contact's own
+    /// conversation, in per-user mode).
+    pub async fn contact_by_link(&self, platform: &str, kind: &str, value: &str) -> Result<Option<Contact>, StoreError> {
+        let row = sqlx::query(select_contacts!(
+            "WHERE id = (SELECT contact_id FROM contact_links WHERE platform = ? AND kind = ? AND value = ?)"
+        ))
+        .bind(platform)
+        .bind(kind)
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await?;
+        self.found_contact(row).await
     }
 
-    /// Whether `member_id` is one of the members the bridge created for its contacts.
-    pub async fn is_bridge_member(&self, member_id: &str) -> Result<bool, StoreError> {
-        Ok(sqlx::query("SELECT 1 FROM contacts WHERE platform_member_id = ? LIMIT 1")
-            .bind(member_id)
+    /// Whether `value` is a `kind` id `platform` gave one of the contacts (Vonage: one of the
+    /// bridge's own members, whose events are echoes).
+    pub async fn has_link(&self, platform: &str, kind: &str, value: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query("SELECT 1 FROM contact_links WHERE platform = ? AND kind = ? AND value = ?")
+            .bind(platform)
+            .bind(kind)
+            .bind(value)
             .fetch_optional(&self.pool)
             .await?
             .is_some())
+    }
+
+    /// Remembers the id `platform` gave a contact for `kind` (replacing an earlier one) as soon
+    /// as it exists, so a crash between two remote calls never creates a second one.
+    pub async fn save_link(&self, contact_id: i64, platform: &str, kind: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO contact_links (contact_id, platform, kind, value) VALUES (?, ?, ?, ?)
+             ON CONFLICT (contact_id, platform, kind) DO UPDATE SET value = excluded.value",
+        )
+        .bind(contact_id)
+        .bind(platform)
+        .bind(kind)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets a contact's `kind` id on `platform` (the object is gone on the platform's side).
+    pub async fn remove_link(&self, contact_id: i64, platform: &str, kind: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM contact_links WHERE contact_id = ? AND platform = ? AND kind = ?")
+            .bind(contact_id)
+            .bind(platform)
+            .bind(kind)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn found_contact(&self, row: Option<sqlx::sqlite::SqliteRow>) -> Result<Option<Contact>, StoreError> {
+        match row {
+            Some(row) => Ok(Some(self.with_links(contact_from_row(&row)).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn with_links(&self, mut contact: Contact) -> Result<Contact, StoreError> {
+        let rows = sqlx::query("SELECT platform, kind, value FROM contact_links WHERE contact_id = ?")
+            .bind(contact.id)
+            .fetch_all(&self.pool)
+            .await?;
+        contact.links = rows.iter().map(|r| ((r.get(0), r.get(1)), r.get(2))).collect();
+        Ok(contact)
     }
 
     /// The contact with this id on `channel` (WeChat: OpenID).
@@ -289,7 +340,7 @@ impl Store {
             .bind(channel_id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(contact_from_row))
+        self.found_contact(row).await
     }
 
     /// One more part of an outbound message was accepted by the channel: resume after it on a
@@ -312,27 +363,6 @@ impl Store {
     /// Number of contacts (tests and the health view).
     pub async fn contact_count(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query("SELECT COUNT(*) FROM contacts").fetch_one(&self.pool).await?.get(0))
-    }
-
-    /// Remembers the platform objects created for a contact, as soon as each exists, so a crash
-    /// between two remote calls never creates a second one.
-    pub async fn save_platform_ids(
-        &self,
-        contact_id: i64,
-        user_id: Option<&str>,
-        conversation_id: Option<&str>,
-        member_id: Option<&str>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE contacts SET platform_user_id = ?, platform_conversation_id = ?, platform_member_id = ? WHERE id = ?",
-        )
-        .bind(user_id)
-        .bind(conversation_id)
-        .bind(member_id)
-        .bind(contact_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
@@ -370,11 +400,7 @@ async fn record_window(
 
 macro_rules! select_contacts {
     ($rest:literal) => {
-        concat!(
-            "SELECT id, channel_id, account, platform_user_id, platform_conversation_id, platform_member_id, \
-             last_inbound_at, window_sends, window_until, window_quota FROM contacts ",
-            $rest
-        )
+        concat!("SELECT id, channel_id, account, last_inbound_at, window_sends, window_until, window_quota FROM contacts ", $rest)
     };
 }
 use select_contacts;
@@ -384,13 +410,11 @@ fn contact_from_row(row: &sqlx::sqlite::SqliteRow) -> Contact {
         id: row.get(0),
         channel_id: row.get(1),
         account: row.get(2),
-        platform_user_id: row.get(3),
-        platform_conversation_id: row.get(4),
-        platform_member_id: row.get(5),
-        last_inbound_at: row.get(6),
-        window_sends: row.get(7),
-        window_until: row.get(8),
-        window_quota: row.get(9),
+        links: Default::default(),
+        last_inbound_at: row.get(3),
+        window_sends: row.get(4),
+        window_until: row.get(5),
+        window_quota: row.get(6),
     }
 }
 
@@ -436,7 +460,7 @@ mod tests {
             channel: "wechat",
             channel_id: "o_full_disk",
             account: "gh",
-            direction: "inbound",
+            direction: Direction::Inbound,
             source: "wechat",
             external_id: Box::leak(external_id.to_string().into_boxed_str()),
             msg_type: "text",
@@ -447,13 +471,91 @@ mod tests {
         }
     }
 
+    /// A database at the schema before contact links (migration 6) keeps its contacts' Vonage
+    /// ids through migration 7, as links; the old columns and their indexes are gone.
+    #[tokio::test]
+    async fn contacts_keep_their_platform_ids_as_links_through_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("old.db").display())).await.unwrap();
+        let mut before_links = sqlx::migrate!("./migrations/sqlite");
+        before_links.migrations = before_links.migrations.iter().filter(|m| m.version < 7).cloned().collect();
+        before_links.run(store.pool()).await.unwrap();
+        for (id, openid, user, conversation, member) in [
+            (1, "o_one", Some("USR-1"), Some("CON-1"), Some("MEM-1")),
+            (2, "o_two", Some("USR-2"), None, None),
+            // Single-conversation mode stored the shared conversation with every contact.
+            (3, "o_three", Some("USR-3"), Some("CON-1"), Some("MEM-3")),
+        ] {
+            sqlx::query(
+                "INSERT INTO contacts (id, channel, channel_id, account, platform_user_id, platform_conversation_id,
+                 platform_member_id, created_at) VALUES (?, 'wechat', ?, 'gh', ?, ?, ?, 0)",
+            )
+            .bind(id)
+            .bind(openid)
+            .bind(user)
+            .bind(conversation)
+            .bind(member)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        }
+        store.migrate().await.unwrap();
+
+        let one = store.contact(1).await.unwrap();
+        assert_eq!(one.channel_id, "o_one");
+        assert_eq!(one.link("vonage", "user"), Some("USR-1"));
+        assert_eq!(one.link("vonage", "conversation"), Some("CON-1"));
+        assert_eq!(one.link("vonage", "member"), Some("MEM-1"));
+        let two = store.contact(2).await.unwrap();
+        assert_eq!(two.links.len(), 1);
+        assert_eq!(two.link("vonage", "user"), Some("USR-2"));
+        let three = store.contact(3).await.unwrap();
+        assert_eq!((three.link("vonage", "user"), three.link("vonage", "member")), (Some("USR-3"), Some("MEM-3")));
+        assert_eq!(three.link("vonage", "conversation"), None, "a conversation id belongs to one contact");
+        assert_eq!(store.contact_by_link("vonage", "conversation", "CON-1").await.unwrap().map(|c| c.id), Some(1));
+        assert!(store.has_link("vonage", "member", "MEM-3").await.unwrap());
+        assert!(!store.has_link("vonage", "member", "USR-3").await.unwrap());
+
+        let columns: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info('contacts')")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(columns.iter().all(|c| !c.starts_with("platform_")), "{columns:?}");
+        let indexes: i64 = sqlx::query("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN ('contacts_by_conversation', 'contacts_by_member')")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(indexes, 0);
+    }
+
+    #[tokio::test]
+    async fn links_are_saved_replaced_and_removed_per_contact_platform_and_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("l.db").display())).await.unwrap();
+        store.migrate().await.unwrap();
+        store.accept(&text_message("m1", "{}")).await.unwrap();
+        let id = store.contact_by_channel_id("wechat", "o_full_disk").await.unwrap().unwrap().id;
+        store.save_link(id, "p", "conversation", "C1").await.unwrap();
+        store.save_link(id, "p", "conversation", "C2").await.unwrap();
+        let contact = store.contact(id).await.unwrap();
+        assert_eq!(contact.link("p", "conversation"), Some("C2"));
+        assert_eq!(contact.links.len(), 1);
+        assert!(store.contact_by_link("p", "conversation", "C1").await.unwrap().is_none());
+        store.remove_link(id, "p", "conversation").await.unwrap();
+        assert!(store.contact(id).await.unwrap().links.is_empty());
+    }
+
     #[tokio::test]
     async fn a_status_report_does_not_overwrite_its_messages_attempts() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::connect(&format!("sqlite://{}", dir.path().join("a.db").display())).await.unwrap();
         store.migrate().await.unwrap();
         let mut outbound = text_message("evt-1", "{}");
-        (outbound.direction, outbound.kind) = ("outbound", JobKind::DeliverOutbound);
+        (outbound.direction, outbound.kind) = (Direction::Outbound, JobKind::DeliverOutbound);
         let Accepted::New(id) = store.accept(&outbound).await.unwrap() else { panic!() };
         for attempt in 1..=3 {
             let job = store.claim_jobs(10_000, 10).await.unwrap().pop().unwrap();

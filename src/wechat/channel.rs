@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
 use super::client::{WeChatClient, WeChatError};
@@ -114,9 +115,11 @@ impl Channel for WeChatChannel {
         Ok(())
     }
 
-    async fn send(&self, contact: &Contact, msg: &OutboundMessage) -> Result<(), DeliveryError> {
-        let body = self.body(&contact.channel_id, msg).await?;
-        self.client.send(&body).await.map_err(classify)
+    fn send<'a>(&'a self, contact: &'a Contact, msg: &'a OutboundMessage) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let body = self.body(&contact.channel_id, msg).await?;
+            self.client.send(&body).await.map_err(classify)
+        })
     }
 }
 
@@ -181,9 +184,7 @@ mod tests {
             id: 1,
             channel_id: "o_1".into(),
             account: "gh".into(),
-            platform_user_id: None,
-            platform_conversation_id: None,
-            platform_member_id: None,
+            links: Default::default(),
             last_inbound_at: None,
             window_sends,
             window_until,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use wechat_bridge::app::WorkerMode;
-use wechat_bridge::sim::wechat::PushMode;
+use wechat_bridge::wechat::sim::PushMode;
 
 use crate::helpers::*;
 

@@ -17,8 +17,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tempfile::TempDir;
-use wechat_bridge::sim::vonage::{VonageSim, VonageSimConfig};
-use wechat_bridge::sim::wechat::{WeChatSim, WeChatSimConfig};
+use wechat_bridge::vonage::sim::{VonageSim, VonageSimConfig};
+use wechat_bridge::wechat::sim::{WeChatSim, WeChatSimConfig};
 
 use crate::helpers;
 

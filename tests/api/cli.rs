@@ -1,4 +1,4 @@
-//! The `setup` and `simulate` commands: `setup::run` against the Vonage simulator, and the
+//! The `setup` and `simulate` commands: `app::setup` against the Vonage simulator, and the
 //! `simulate` binary run as a child process.
 
 use std::collections::HashMap;
@@ -8,8 +8,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use wechat_bridge::config::Config;
-use wechat_bridge::setup::{self, SetupError};
-use wechat_bridge::sim::vonage::{VonageSim, VonageSimConfig};
+use wechat_bridge::vonage::setup::SetupError;
+use wechat_bridge::vonage::sim::{VonageSim, VonageSimConfig};
 use wechat_bridge::wechat::crypto::MessageCrypto;
 
 use crate::helpers::{self, AES_KEY, APP_ID, TOKEN, VONAGE_APP_ID};
@@ -47,7 +47,7 @@ fn config(vonage_base: &str, adjust: impl FnOnce(&mut HashMap<&'static str, Stri
 
 async fn run_setup(config: &Config) -> (Result<(), SetupError>, String) {
     let mut out = Vec::new();
-    let result = setup::run(config, &mut out).await;
+    let result = wechat_bridge::app::setup(config, &mut out).await;
     (result, String::from_utf8(out).unwrap())
 }
 

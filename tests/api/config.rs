@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::process::Command;
 
-use wechat_bridge::config::{Config, ConfigError};
+use wechat_bridge::config::{Config, ConfigError, PlatformConfig};
 
 use crate::helpers::*;
 
@@ -31,7 +31,8 @@ fn defaults_apply_when_only_required_settings_are_given() {
     assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(config.database_url, "sqlite://wechat-bridge.db");
     assert_eq!(config.wechat.api_base, "https://api.weixin.qq.com");
-    assert_eq!(config.vonage.api_base, "https://api.nexmo.com");
+    let PlatformConfig::Vonage(vonage) = &config.platform;
+    assert_eq!(vonage.api_base, "https://api.nexmo.com");
     assert_eq!(config.wechat.max_timestamp_skew_secs, 300);
     assert!(config.wechat.encoding_aes_key.is_none());
     // Secrets never print.
@@ -108,4 +109,32 @@ fn serve_exits_non_zero_with_one_line_naming_the_missing_setting() {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(lines[0].contains("WECHAT_"), "{stderr}");
+}
+
+#[test]
+fn bridge_platform_picks_the_platform_and_reserved_names_are_refused_in_one_line() {
+    let mut settings = base();
+    settings.insert("BRIDGE_PLATFORM".into(), "Vonage".into());
+    assert!(matches!(load(&settings).unwrap().platform, PlatformConfig::Vonage(_)));
+    for name in ["webhook", "chatwoot"] {
+        let mut settings = base();
+        settings.insert("BRIDGE_PLATFORM".into(), name.into());
+        let error = load(&settings).unwrap_err().to_string();
+        assert_eq!(error, format!("BRIDGE_PLATFORM={name} is not available in this build yet"));
+    }
+    settings.insert("BRIDGE_PLATFORM".into(), "matrix".into());
+    assert!(load(&settings).unwrap_err().to_string().contains("BRIDGE_PLATFORM"));
+
+    let output = Command::new(env!("CARGO_BIN_EXE_wechat-bridge"))
+        .arg("serve")
+        .env_clear()
+        .envs(base().into_iter().filter(|(k, _)| k.starts_with("WECHAT_")))
+        .env("BRIDGE_PLATFORM", "webhook")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].ends_with("BRIDGE_PLATFORM=webhook is not available in this build yet"), "{stderr}");
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wechat_bridge::sim::wechat::{PushMode, WeChatSim};
+use wechat_bridge::wechat::sim::{PushMode, WeChatSim};
 
 use crate::binary::{self, Bridge, Sims, Workdir};
 

@@ -1,13 +1,13 @@
 //! The inbound path end to end: WeChat push → store → outbox worker → Vonage events, through
 //! outages, restarts, crashed workers and permanent errors.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use wechat_bridge::app::WorkerMode;
-use wechat_bridge::sim::wechat::PushMode;
 use wechat_bridge::vonage::jwt::JwtMinter;
 use wechat_bridge::wechat::message;
+use wechat_bridge::wechat::sim::PushMode;
 
 use crate::helpers::*;
 
@@ -113,15 +113,18 @@ async fn media_location_link_and_events_carry_typed_extras() {
 
 #[tokio::test]
 async fn many_messages_from_one_user_arrive_in_order() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(WorkerMode::Manual, |_| {}).await;
     for i in 0..8 {
         let push = app.wechat.text("o_carol", &format!("message {i}"));
         assert_eq!(app.push(&push, PushMode::Safe).await.status, 200);
     }
-    wait_for_events(&app, 8).await;
+    assert!(app.wechat_events().is_empty(), "nothing is delivered before the worker runs");
+    // One job per contact and lane is claimed at a time: eight batches of one, in order.
+    assert_eq!(app.run_worker().await, 8);
     let contents: Vec<String> =
         app.wechat_events().iter().map(|(_, e)| e["body"]["content"].as_str().unwrap().to_string()).collect();
     assert_eq!(contents, (0..8).map(|i| format!("message {i}")).collect::<Vec<_>>());
+    assert_eq!(app.store.outbox_depth().await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -162,16 +165,27 @@ async fn vonage_failing_for_a_while_delays_but_loses_nothing() {
 
 #[tokio::test]
 async fn transient_429s_and_5xx_are_retried_and_retry_after_is_honoured() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(WorkerMode::Manual, |_| {}).await;
     app.vonage.fail_next(1, 429, Some(1));
-    let started = Instant::now();
     app.push(&app.wechat.text("o_erin", "rate limited"), PushMode::Safe).await;
-    wait_for_events(&app, 1).await;
-    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was not honoured");
+    let started = wechat_bridge::store::now_ms();
+    assert_eq!(app.run_worker().await, 1, "one attempt, then the job waits");
+    assert!(app.wechat_events().is_empty());
+    let due = app.store.next_due_at().await.unwrap().expect("the job is rescheduled");
+    assert!(due >= started + 1000, "Retry-After: 1 was not honoured: due in {} ms", due - started);
+    app.skip_backoff().await;
+    assert_eq!(app.run_worker().await, 1);
+    assert_eq!(app.wechat_events().len(), 1);
+
     app.vonage.fail_next(2, 503, None);
     app.push(&app.wechat.text("o_erin", "after 503s"), PushMode::Safe).await;
-    wait_for_events(&app, 2).await;
+    for _ in 0..3 {
+        app.run_worker().await;
+        app.skip_backoff().await;
+    }
     assert_eq!(app.wechat_events().len(), 2);
+    let after_503s = app.store.messages(None, 10).await.unwrap().remove(0);
+    assert_eq!((after_503s.status.as_str(), after_503s.attempts), ("delivered", 3), "two 503s, then delivered");
 }
 
 #[tokio::test]

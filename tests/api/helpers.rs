@@ -10,10 +10,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wechat_bridge::app::{Application, WorkerMode};
 use wechat_bridge::config::Config;
-use wechat_bridge::sim::vonage::{VonageSim, VonageSimConfig};
-use wechat_bridge::sim::wechat::{PushMode, PushReply, WeChatSim, WeChatSimConfig};
 use wechat_bridge::store::Store;
+use wechat_bridge::vonage::sim::{VonageSim, VonageSimConfig};
 use wechat_bridge::wechat::message::Push;
+use wechat_bridge::wechat::sim::{PushMode, PushReply, WeChatSim, WeChatSimConfig};
 
 pub const APP_ID: &str = "wx1234567890abcdef";
 pub const APP_SECRET: &str = "sim-app-secret";
@@ -28,7 +28,7 @@ pub const SIGNATURE_SECRET: &str = "a-signature-secret-for-tests-only";
 /// One RSA key pair for the whole test binary (generation takes a moment).
 pub fn keypair() -> &'static (String, String) {
     static KEYS: OnceLock<(String, String)> = OnceLock::new();
-    KEYS.get_or_init(wechat_bridge::sim::keys::generate_rsa_keypair)
+    KEYS.get_or_init(wechat_bridge::vonage::sim::keys::generate_rsa_keypair)
 }
 
 /// Serves a router on 127.0.0.1:0 and returns its base URL.
@@ -46,7 +46,7 @@ pub struct TestApp {
     pub vonage: VonageSim,
     pub settings: HashMap<String, String>,
     pub mode: WorkerMode,
-    pub app_worker: Option<std::sync::Arc<wechat_bridge::app::BridgeWorker>>,
+    pub app_worker: Option<std::sync::Arc<wechat_bridge::relay::worker::Worker>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     _dir: TempDir,
@@ -170,6 +170,27 @@ impl TestApp {
     /// `custom:wechat:message` events stored by the Vonage simulator, in all conversations.
     pub fn wechat_events(&self) -> Vec<(String, serde_json::Value)> {
         self.vonage.all_events().into_iter().filter(|(_, e)| e["type"] == "custom:wechat:message").collect()
+    }
+
+    /// `WorkerMode::Manual`: runs the outbox worker batch by batch until no job is due; returns
+    /// how many jobs ran. Jobs rescheduled for later stay for a later call (see `skip_backoff`).
+    pub async fn run_worker(&self) -> usize {
+        let worker = self.app_worker.clone().expect("the app is running");
+        let mut total = 0;
+        for _ in 0..1000 {
+            match worker.run_once().await.expect("the worker claims jobs") {
+                0 => return total,
+                n => total += n,
+            }
+        }
+        panic!("the worker never ran out of due jobs");
+    }
+
+    /// Makes every pending job due now, as if its backoff had passed (no sleeping in tests).
+    pub async fn skip_backoff(&self) {
+        let pool = sqlx::SqlitePool::connect(&self.settings["BRIDGE_DATABASE_URL"]).await.unwrap();
+        sqlx::query("UPDATE jobs SET due_at = 0 WHERE state = 'pending'").execute(&pool).await.unwrap();
+        pool.close().await;
     }
 
     pub async fn message_count(&self) -> usize {

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use wechat_bridge::app::WorkerMode;
-use wechat_bridge::sim::wechat::PushMode;
 use wechat_bridge::wechat::message::{Body, Push};
+use wechat_bridge::wechat::sim::PushMode;
 
 use crate::helpers::*;
 

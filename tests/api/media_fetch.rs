@@ -13,7 +13,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use wechat_bridge::app::WorkerMode;
 use wechat_bridge::config::Config;
-use wechat_bridge::sim::wechat::PushMode;
+use wechat_bridge::wechat::sim::PushMode;
 
 use crate::helpers::*;
 

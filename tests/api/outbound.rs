@@ -8,7 +8,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use wechat_bridge::app::WorkerMode;
-use wechat_bridge::sim::wechat::PushMode;
+use wechat_bridge::wechat::sim::PushMode;
 
 use crate::helpers::*;
 

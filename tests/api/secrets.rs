@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wechat_bridge::sim::wechat::PushMode;
 use wechat_bridge::wechat::message::{Body, Push};
+use wechat_bridge::wechat::sim::PushMode;
 
 use crate::binary::{self, ACCOUNT, ADMIN_TOKEN, AES_KEY, APP_SECRET, SIGNATURE_SECRET, Sims, TOKEN, Workdir};
 use crate::helpers;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use wechat_bridge::app::WorkerMode;
-use wechat_bridge::sim::wechat::PushMode;
+use wechat_bridge::wechat::sim::PushMode;
 
 use crate::helpers::*;
 

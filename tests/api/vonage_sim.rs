@@ -12,8 +12,8 @@ use axum::routing::post;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use wechat_bridge::sim::keys::generate_rsa_keypair;
-use wechat_bridge::sim::vonage::{VonageSim, VonageSimConfig};
+use wechat_bridge::vonage::sim::keys::generate_rsa_keypair;
+use wechat_bridge::vonage::sim::{VonageSim, VonageSimConfig};
 
 const APP_ID: &str = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab";
 const SECRET: &str = "a-signature-secret-of-some-length";

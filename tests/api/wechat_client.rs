@@ -7,9 +7,9 @@ use axum::http::header;
 use serde_json::json;
 use tempfile::TempDir;
 use wechat_bridge::config::Secret;
-use wechat_bridge::sim::wechat::{WeChatSim, WeChatSimConfig};
 use wechat_bridge::store::Store;
 use wechat_bridge::wechat::client::{WeChatClient, WeChatError};
+use wechat_bridge::wechat::sim::{WeChatSim, WeChatSimConfig};
 
 use crate::helpers::{ACCOUNT, AES_KEY, APP_ID, APP_SECRET, TOKEN, serve};
 
@@ -199,7 +199,7 @@ async fn neither_debug_nor_errors_show_the_token_or_secret() {
 
 #[tokio::test]
 async fn the_standalone_wechat_simulator_takes_faults_over_http() {
-    use wechat_bridge::sim::wechat::{WeChatSim, WeChatSimConfig};
+    use wechat_bridge::wechat::sim::{WeChatSim, WeChatSimConfig};
     let sim = WeChatSim::new(WeChatSimConfig {
         app_id: APP_ID.into(),
         app_secret: APP_SECRET.into(),

@@ -2,8 +2,8 @@
 //! get the right status and store nothing).
 
 use wechat_bridge::app::WorkerMode;
-use wechat_bridge::sim::wechat::PushMode;
 use wechat_bridge::wechat::crypto::MessageCrypto;
+use wechat_bridge::wechat::sim::PushMode;
 use wechat_bridge::wechat::{message, signature};
 
 use crate::helpers::*;

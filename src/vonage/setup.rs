@@ -1,20 +1,17 @@
-//! `wechat-bridge setup`: points the Vonage application's RTC `event_url` at the bridge and
-//! prints what to paste into the WeChat Official Account console.
+//! `wechat-bridge setup`, Vonage's part: points the Vonage application's RTC `event_url` at the
+//! bridge (the channel's part, what to paste into its console, follows: `app::setup`).
 //!
 //! Application API v2 (`vonage-api.md §3.1`): `PUT /v2/applications/{id}` with Basic auth
 //! `VONAGE_API_KEY:VONAGE_API_SECRET`. `name` is required and a PUT replaces `capabilities`
 //! wholesale, so the application is read first and only `capabilities.rtc` is changed.
 //!
-//! The WeChat token and AES key are printed on purpose (they are the user's own settings, to be
-//! pasted into WeChat's console) but never logged; the Vonage API secret is never printed.
+//! The Vonage API secret is never printed.
 
 use std::time::Duration;
 
-use rand::RngExt as _;
 use serde_json::{Map, Value, json};
 
-use crate::config::Config;
-use crate::wechat::crypto::MessageCrypto;
+use crate::config::VonageConfig;
 
 /// Why `setup` could not finish. Each message is one line naming the problem.
 #[derive(Debug, thiserror::Error)]
@@ -48,14 +45,19 @@ pub enum SetupError {
     Output(#[from] std::io::Error),
 }
 
-/// Updates the Vonage application's RTC webhook and writes WeChat's console settings to `out`.
-pub async fn run(config: &Config, out: &mut impl std::io::Write) -> Result<(), SetupError> {
-    let public = config.public_url.as_deref().ok_or(SetupError::MissingPublicUrl)?;
+/// `BRIDGE_PUBLIC_URL` without a trailing slash, once it is https (or http on this machine).
+pub fn public_base(public_url: Option<&str>) -> Result<&str, SetupError> {
+    let public = public_url.ok_or(SetupError::MissingPublicUrl)?;
     let public = public.trim_end_matches('/');
     if !(public.starts_with("https://") || is_local_http(public)) {
         return Err(SetupError::PublicUrlNotHttps(public.to_string()));
     }
-    let vonage = &config.vonage;
+    Ok(public)
+}
+
+/// Updates the Vonage application's RTC webhook to `{public}/webhooks/vonage/rtc` and writes
+/// what changed to `out`.
+pub async fn run(vonage: &VonageConfig, public: &str, out: &mut impl std::io::Write) -> Result<(), SetupError> {
     let (api_key, api_secret) = match (&vonage.api_key, &vonage.api_secret) {
         (Some(key), Some(secret)) => (key.as_str(), secret.expose()),
         (None, None) => return Err(SetupError::MissingApiCredentials("VONAGE_API_KEY and VONAGE_API_SECRET")),
@@ -97,7 +99,6 @@ pub async fn run(config: &Config, out: &mut impl std::io::Write) -> Result<(), S
     }
     writeln!(out, "  kept            {}", if kept.is_empty() { "(no other capabilities)".into() } else { kept.join(", ") })?;
     writeln!(out)?;
-    write_wechat_instructions(config, public, out)?;
     Ok(())
 }
 
@@ -186,46 +187,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// What to paste into WeChat's console (设置与开发 → 基本配置 → 服务器配置).
-fn write_wechat_instructions(config: &Config, public: &str, out: &mut impl std::io::Write) -> std::io::Result<()> {
-    let wechat = &config.wechat;
-    writeln!(out, "WeChat Official Account console, Settings and Development → Basic Configuration → Server Configuration")?;
-    writeln!(out, "(设置与开发 → 基本配置 → 服务器配置), Modify Configuration (修改配置):")?;
-    writeln!(out, "  URL (服务器地址)                    {public}/webhooks/wechat")?;
-    writeln!(out, "  Token (令牌)                        {}", wechat.token.expose())?;
-    match &wechat.encoding_aes_key {
-        Some(key) => {
-            writeln!(out, "  EncodingAESKey (消息加解密密钥)     {}", key.expose())?;
-            writeln!(out, "  Message encryption (消息加解密方式) Safe mode (安全模式), recommended")?;
-        }
-        None => {
-            let fresh = generate_encoding_aes_key();
-            writeln!(out, "  EncodingAESKey (消息加解密密钥)     not configured: the bridge is in plaintext mode (明文模式)")?;
-            writeln!(
-                out,
-                "  Message encryption (消息加解密方式) Plaintext mode (明文模式) for now; safe mode (安全模式) is recommended:"
-            )?;
-            writeln!(out, "    1. set WECHAT_ENCODING_AES_KEY={fresh} (a freshly generated key) and restart the bridge;")?;
-            writeln!(out, "    2. paste the same key as EncodingAESKey in the console and choose Safe mode (安全模式).")?;
-        }
-    }
-    writeln!(out, "Then Submit (提交) and Enable (启用): WeChat checks the URL with a signed GET, which the bridge answers.")?;
-    writeln!(out, "Also add this server's outgoing IP address to the IP whitelist (IP白名单) on the same page,")?;
-    writeln!(out, "or WeChat refuses the bridge's access-token requests (errcode 40164).")?;
-    Ok(())
-}
-
-/// A fresh 43-character EncodingAESKey from `[A-Za-z0-9]`, as WeChat's console generates them.
-fn generate_encoding_aes_key() -> String {
-    loop {
-        let key: String = rand::rng().sample_iter(rand::distr::Alphanumeric).take(43).map(char::from).collect();
-        // Every alphanumeric 43-char string decodes to 32 bytes; check anyway.
-        if MessageCrypto::new(&key, "wx").is_ok() {
-            return key;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,13 +230,5 @@ mod tests {
         assert!(is_local_http("http://[::1]:80"));
         assert!(!is_local_http("http://bridge.example"));
         assert!(!is_local_http("http://127.0.0.1.evil.example"));
-    }
-
-    #[test]
-    fn generated_aes_key_is_valid() {
-        let key = generate_encoding_aes_key();
-        assert_eq!(key.len(), 43);
-        assert!(key.chars().all(|c| c.is_ascii_alphanumeric()));
-        assert_ne!(key, generate_encoding_aes_key());
     }
 }

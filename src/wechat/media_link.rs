@@ -2,14 +2,19 @@
 //! WeChat's own media URL would carry the access token (`wechat-api.md` §7.3), so the bridge
 //! fetches it (`media/get`), caches it, and hands out HMAC-signed links instead.
 
+use std::sync::Arc;
+
+use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::AppState;
+use super::client::WeChatClient;
+use crate::store::Store;
 
 /// Links live as long as WeChat keeps the media (3 days, §7.1).
 pub const LINK_TTL_SECS: i64 = 3 * 24 * 3600;
@@ -63,9 +68,27 @@ pub struct LinkQuery {
     sig: Option<String>,
 }
 
+/// What `GET /media/{id}` needs: the link signer (absent without BRIDGE_PUBLIC_URL), the cache,
+/// and the client that downloads from WeChat.
+#[derive(Clone, Debug)]
+struct MediaState {
+    links: Option<Arc<MediaLinks>>,
+    store: Store,
+    client: Arc<WeChatClient>,
+}
+
+/// `GET /media/{media_id}`.
+pub fn routes<S: Clone + Send + Sync + 'static>(
+    links: Option<Arc<MediaLinks>>,
+    store: Store,
+    client: Arc<WeChatClient>,
+) -> Router<S> {
+    Router::new().route("/media/{media_id}", get(serve_media)).with_state(MediaState { links, store, client })
+}
+
 /// Serves a media file to the holder of a valid link.
-pub async fn serve_media(State(state): State<AppState>, Path(media_id): Path<String>, Query(q): Query<LinkQuery>) -> Response {
-    let Some(links) = &state.media_links else {
+async fn serve_media(State(state): State<MediaState>, Path(media_id): Path<String>, Query(q): Query<LinkQuery>) -> Response {
+    let Some(links) = &state.links else {
         return (StatusCode::NOT_FOUND, "media links need BRIDGE_PUBLIC_URL").into_response();
     };
     let (Some(expires), Some(sig)) = (q.expires, q.sig) else {
@@ -82,7 +105,7 @@ pub async fn serve_media(State(state): State<AppState>, Path(media_id): Path<Str
     };
     let (content_type, bytes) = match cached {
         Some(hit) => hit,
-        None => match state.wechat_client.download_media(&media_id).await {
+        None => match state.client.download_media(&media_id).await {
             Ok((content_type, bytes)) => {
                 if let Err(e) = state.store.cache_media(&media_id, &content_type, &bytes).await {
                     tracing::warn!(error = %e, "media not cached");

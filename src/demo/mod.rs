@@ -6,13 +6,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::net::TcpListener;
 
+mod hooks;
+
+pub use hooks::{DemoHooks, routes};
+
 use crate::app::{Application, WorkerMode};
 use crate::config::Config;
-use crate::http::console::DemoHooks;
-use crate::sim::vonage::{VonageSim, VonageSimConfig};
-use crate::sim::wechat::{PushMode, WeChatSim, WeChatSimConfig};
 use crate::store::Store;
+use crate::vonage::sim::{VonageSim, VonageSimConfig};
 use crate::wechat::message::{Body, Event, Push};
+use crate::wechat::sim::{PushMode, WeChatSim, WeChatSimConfig};
 
 const APP_ID: &str = "wxdemo0000000000";
 const ACCOUNT: &str = "gh_demo_account";
@@ -28,7 +31,7 @@ pub async fn run(
     once: bool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (private_pem, public_pem) = crate::sim::keys::generate_rsa_keypair();
+    let (private_pem, public_pem) = crate::vonage::sim::keys::generate_rsa_keypair();
     let wechat = WeChatSim::new(WeChatSimConfig {
         app_id: APP_ID.into(),
         app_secret: "demo-secret".into(),
@@ -106,7 +109,7 @@ pub async fn run(
                     push.from_user_name,
                     payload["content"].as_str().unwrap_or_default(),
                     acked.as_millis(),
-                    tick(&m.status),
+                    tick(m.status.as_str()),
                     m.delivered_at.unwrap_or(m.created_at) - m.created_at,
                     m.platform_event_id.as_deref().unwrap_or("-")
                 );
@@ -139,7 +142,7 @@ pub async fn run(
                         .unwrap_or_default();
                     println!(
                         "  Vonage → WeChat  agent → {openid} via {kind}: {text:?}\n                   {} in {} ms{error}",
-                        tick(&m.status),
+                        tick(m.status.as_str()),
                         started.elapsed().as_millis()
                     );
                     if (m.status == "delivered") != should_deliver {
@@ -192,7 +195,8 @@ fn tick(status: &str) -> &'static str {
 /// An agent writes to `openid`'s conversation; returns the dedup key of the resulting message.
 async fn agent_says(store: &Store, vonage: &VonageSim, openid: &str, via: &str, text: &str) -> anyhow::Result<String> {
     let contact = store.contact_by_channel_id("wechat", openid).await?.context("unknown user")?;
-    let conversation = contact.platform_conversation_id.context("no conversation yet")?;
+    let conversation =
+        contact.link(crate::vonage::PLATFORM, crate::vonage::CONVERSATION).map(str::to_string).context("no conversation yet")?;
     let agent = vonage.create_agent("demo_agent", &conversation);
     let event = if via == "custom" {
         serde_json::json!({"type": "custom:wechat:message", "from": agent,

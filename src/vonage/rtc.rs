@@ -2,15 +2,18 @@
 //! messages for WeChat are stored with their outbox job before the 200; everything else,
 //! including the bridge's own events coming back, is answered 200 and ignored.
 
+use std::sync::Arc;
+
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 
-use super::AppState;
-use crate::relay::outbound;
+use super::webhook::{self, RtcEvent, SignatureError};
+use crate::relay::{Relay, outbound};
 use crate::store::Accepted;
-use crate::vonage::webhook::{self, RtcEvent, SignatureError};
 
 /// The webhook's settings.
 #[derive(Default)]
@@ -19,6 +22,8 @@ pub struct VonageWebhook {
     pub signature_secret: Option<String>,
     /// Single-conversation mode: `to` names the WeChat user.
     pub shared_conversation: Option<String>,
+    /// The channel whose contacts agents write to (its name in the store).
+    pub channel: &'static str,
 }
 
 impl std::fmt::Debug for VonageWebhook {
@@ -54,9 +59,25 @@ impl IntoResponse for RtcError {
     }
 }
 
+#[derive(Clone, Debug)]
+struct RtcState {
+    hook: Arc<VonageWebhook>,
+    relay: Relay,
+}
+
+/// `POST /webhooks/vonage/rtc` and the reference integration's alias `/rtcEvent`.
+pub fn routes<S: Clone + Send + Sync + 'static>(hook: VonageWebhook, relay: Relay) -> Router<S> {
+    let state = RtcState { hook: Arc::new(hook), relay };
+    Router::new()
+        .route("/webhooks/vonage/rtc", post(receive_rtc_event))
+        .route("/rtcEvent", post(receive_rtc_event))
+        .with_state(state)
+}
+
 /// `POST /webhooks/vonage/rtc` (and `/rtcEvent`).
-pub async fn receive_rtc_event(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, RtcError> {
-    let hook = &state.vonage;
+async fn receive_rtc_event(State(state): State<RtcState>, headers: HeaderMap, body: Bytes) -> Result<Response, RtcError> {
+    let hook = &state.hook;
+    let store = &state.relay.store;
     if let Some(secret) = &hook.signature_secret {
         let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let now = (crate::store::now_ms() / 1000) as u64;
@@ -74,7 +95,7 @@ pub async fn receive_rtc_event(State(state): State<AppState>, headers: HeaderMap
     };
     // Loop guard (§3.2): events created by any of the bridge's own members are echoes.
     if let Some(member) = &request.from_member
-        && state.store.is_bridge_member(member).await?
+        && store.has_link(super::PLATFORM, super::MEMBER, member).await?
     {
         return Ok(ignored("event from the bridge's own member"));
     }
@@ -82,18 +103,20 @@ pub async fn receive_rtc_event(State(state): State<AppState>, headers: HeaderMap
     // (an agent in conversation B writing to the customer of conversation A) is refused. Shared
     // mode: `to` decides, but only for events of the shared conversation.
     let contact = match (&request.to, &hook.shared_conversation) {
-        (None, None) => state.store.contact_by_conversation(&request.conversation_id).await?,
-        (Some(openid), None) => match state.store.contact_by_conversation(&request.conversation_id).await? {
-            Some(contact) if &contact.channel_id == openid => Some(contact),
-            Some(_) => {
-                tracing::warn!(conversation = %request.conversation_id, event = %request.event_id,
+        (None, None) => store.contact_by_link(super::PLATFORM, super::CONVERSATION, &request.conversation_id).await?,
+        (Some(openid), None) => {
+            match store.contact_by_link(super::PLATFORM, super::CONVERSATION, &request.conversation_id).await? {
+                Some(contact) if &contact.channel_id == openid => Some(contact),
+                Some(_) => {
+                    tracing::warn!(conversation = %request.conversation_id, event = %request.event_id,
                     "rtc event's `to` is not this conversation's WeChat user; ignored, nothing sent");
-                return Ok(ignored("`to` does not match the conversation's WeChat user"));
+                    return Ok(ignored("`to` does not match the conversation's WeChat user"));
+                }
+                None => None,
             }
-            None => None,
-        },
+        }
         (Some(openid), Some(shared)) if *shared == request.conversation_id => {
-            state.store.contact_by_channel_id("wechat", openid).await?
+            store.contact_by_channel_id(hook.channel, openid).await?
         }
         (Some(_), Some(_)) => return Ok(ignored("event outside the shared conversation")),
         (None, Some(_)) => return Ok(ignored("no `to` in the shared conversation")),
@@ -102,10 +125,10 @@ pub async fn receive_rtc_event(State(state): State<AppState>, headers: HeaderMap
         return Ok(ignored("no WeChat contact for this conversation or OpenID"));
     };
     match outbound::accept(
-        &state.store,
-        &state.signals,
-        "wechat",
-        "vonage",
+        &state.relay.store,
+        &state.relay.signals,
+        hook.channel,
+        super::PLATFORM,
         &contact,
         &request.conversation_id,
         &request.event_id,

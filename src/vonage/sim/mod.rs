@@ -29,6 +29,8 @@ mod rtc;
 mod state;
 mod validate;
 
+pub mod keys;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;

@@ -1,19 +1,28 @@
 //! WeChat's webhook: the URL check (GET) and message pushes (POST), plaintext, compatible and
 //! safe mode (`wechat-api.md` §1–§3). Verified, parsed and stored before `success` is answered.
+//!
+//! `verify_and_parse` is the whole check-decrypt-parse sequence as a pure function (no store, no
+//! clock of its own), so property tests and fuzzers can drive it; the handlers add the store.
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use serde::Deserialize;
 
-use super::AppState;
-use crate::relay::inbound;
+use super::crypto::{CryptoError, MessageCrypto};
+use super::media_link::MediaLinks;
+use super::message::{self, Push};
+use super::signature;
+use crate::relay::{Relay, inbound};
 use crate::store::{Accepted, RequestNonce, StoreError};
-use crate::wechat::crypto::{CryptoError, MessageCrypto};
-use crate::wechat::{message, signature};
+
+/// The channel's name in the store (contacts, dedup keys, nonces).
+pub const CHANNEL: &str = "wechat";
 
 /// What the webhook needs to know about the Official Account.
 pub struct WeChatWebhook {
@@ -87,20 +96,39 @@ impl IntoResponse for WebhookError {
 }
 
 /// Query string of both GET and POST (§1, §2.1).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 pub struct PushQuery {
-    signature: Option<String>,
-    timestamp: Option<String>,
-    nonce: Option<String>,
-    echostr: Option<String>,
-    encrypt_type: Option<String>,
-    msg_signature: Option<String>,
+    pub signature: Option<String>,
+    pub timestamp: Option<String>,
+    pub nonce: Option<String>,
+    pub echostr: Option<String>,
+    pub encrypt_type: Option<String>,
+    pub msg_signature: Option<String>,
+}
+
+/// What the webhook's handlers share: the settings, the relay core, the media link signer.
+#[derive(Clone, Debug)]
+struct WebhookState {
+    hook: Arc<WeChatWebhook>,
+    relay: Relay,
+    media_links: Option<Arc<MediaLinks>>,
+}
+
+/// `GET/POST /webhooks/wechat` and the reference integration's alias `/weChatEvent`.
+pub fn routes<S: Clone + Send + Sync + 'static>(
+    hook: WeChatWebhook,
+    relay: Relay,
+    media_links: Option<Arc<MediaLinks>>,
+) -> Router<S> {
+    let state = WebhookState { hook: Arc::new(hook), relay, media_links };
+    let push = get(verify_wechat_url).post(receive_wechat_push);
+    Router::new().route("/webhooks/wechat", push.clone()).route("/weChatEvent", push).with_state(state)
 }
 
 /// `GET /webhooks/wechat`: WeChat's URL check. The echostr is plaintext in every mode for an
 /// Official Account (§1, EasyWeChat #2983), answered as is, without quotes or newline.
-pub async fn verify_wechat_url(State(state): State<AppState>, Query(q): Query<PushQuery>) -> Result<Response, WebhookError> {
-    let hook = &state.wechat;
+async fn verify_wechat_url(State(state): State<WebhookState>, Query(q): Query<PushQuery>) -> Result<Response, WebhookError> {
+    let hook = &state.hook;
     let signature_param = q.signature.as_deref().ok_or(WebhookError::MissingParameter("signature"))?;
     let timestamp = q.timestamp.as_deref().ok_or(WebhookError::MissingParameter("timestamp"))?;
     let nonce = q.nonce.as_deref().ok_or(WebhookError::MissingParameter("nonce"))?;
@@ -111,15 +139,16 @@ pub async fn verify_wechat_url(State(state): State<AppState>, Query(q): Query<Pu
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], echostr).into_response())
 }
 
-/// `POST /webhooks/wechat`: a message push. Answers `success` once the message and its outbox
-/// job are committed; a retry of a message already stored answers `success` and changes nothing.
-pub async fn receive_wechat_push(
-    State(state): State<AppState>,
-    Query(q): Query<PushQuery>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, WebhookError> {
-    let hook: &Arc<WeChatWebhook> = &state.wechat;
+/// Checks a push the way WeChat signs it, decrypts it in safe mode and parses it: everything
+/// before the store, as a pure function of the request and the clock (`now_secs`).
+/// `content_type` is the request's header, if any (a value that is not text counts as empty).
+pub fn verify_and_parse(
+    hook: &WeChatWebhook,
+    q: &PushQuery,
+    content_type: Option<&str>,
+    body: &[u8],
+    now_secs: i64,
+) -> Result<Push, WebhookError> {
     let timestamp = q.timestamp.as_deref().ok_or(WebhookError::MissingParameter("timestamp"))?;
     let nonce = q.nonce.as_deref().ok_or(WebhookError::MissingParameter("nonce"))?;
     let encrypted = q.encrypt_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("aes"));
@@ -132,9 +161,9 @@ pub async fn receive_wechat_push(
         None if encrypted => {}
         None => return Err(WebhookError::MissingParameter("signature")),
     }
-    check_timestamp(timestamp, hook.max_timestamp_skew_secs)?;
-    check_content_type(&headers)?;
-    let text = std::str::from_utf8(&body).map_err(|_| WebhookError::Malformed("body is not UTF-8".into()))?;
+    check_timestamp(timestamp, hook.max_timestamp_skew_secs, now_secs)?;
+    check_content_type(content_type)?;
+    let text = std::str::from_utf8(body).map_err(|_| WebhookError::Malformed("body is not UTF-8".into()))?;
 
     let xml = if encrypted {
         let crypto = hook.crypto.as_ref().ok_or(WebhookError::NoAesKey)?;
@@ -156,9 +185,23 @@ pub async fn receive_wechat_push(
     } else {
         text.to_string()
     };
+    message::parse(&xml).map_err(|e| WebhookError::Malformed(e.to_string()))
+}
 
-    let push = message::parse(&xml).map_err(|e| WebhookError::Malformed(e.to_string()))?;
-    let mut inbound_msg = crate::wechat::inbound::to_inbound(&push);
+/// `POST /webhooks/wechat`: a message push. Answers `success` once the message and its outbox
+/// job are committed; a retry of a message already stored answers `success` and changes nothing.
+async fn receive_wechat_push(
+    State(state): State<WebhookState>,
+    Query(q): Query<PushQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, WebhookError> {
+    let hook: &Arc<WeChatWebhook> = &state.hook;
+    let now_secs = crate::store::now_ms() / 1000;
+    let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or(""));
+    let push = verify_and_parse(hook, &q, content_type, &body, now_secs)?;
+    let (timestamp, nonce) = (q.timestamp.as_deref().unwrap_or_default(), q.nonce.as_deref().unwrap_or_default());
+    let mut inbound_msg = super::inbound::to_inbound(&push);
     // Agents' clients get a signed bridge link: WeChat's media/get needs the access token.
     if let (Some(links), Some(media)) = (&state.media_links, inbound_msg.media.as_mut())
         && let Some(id) = &media.media_id
@@ -166,12 +209,13 @@ pub async fn receive_wechat_push(
         media.url = Some(links.url(id, crate::store::now_ms() / 1000));
     }
     let dedup_key = push.dedup_key();
-    let window = crate::wechat::inbound::window_change(&push, crate::store::now_ms(), hook.window_quota as i64);
+    let window = super::inbound::window_change(&push, crate::store::now_ms(), hook.window_quota as i64);
     // A (timestamp, nonce) pair is good for one push, on every instance: a replay with another
     // body is refused; WeChat's own retry of a stored push is a duplicate and answered `success`.
     let nonce_value = format!("{timestamp}:{nonce}");
     let nonce = RequestNonce { value: &nonce_value, retain_ms: nonce_retention_ms(hook.max_timestamp_skew_secs) };
-    let accepted = inbound::accept(&state.store, &state.signals, "wechat", &dedup_key, &inbound_msg, window, Some(nonce)).await;
+    let accepted =
+        inbound::accept(&state.relay.store, &state.relay.signals, CHANNEL, &dedup_key, &inbound_msg, window, Some(nonce)).await;
     match accepted.map_err(|e| match e {
         StoreError::Replay => WebhookError::Replay,
         other => WebhookError::Store(other),
@@ -191,12 +235,11 @@ fn nonce_retention_ms(max_skew_secs: u64) -> i64 {
 }
 
 /// Rejects replays of old pushes: WeChat stamps each request with the current time.
-fn check_timestamp(timestamp: &str, max_skew_secs: u64) -> Result<(), WebhookError> {
+fn check_timestamp(timestamp: &str, max_skew_secs: u64, now: i64) -> Result<(), WebhookError> {
     if max_skew_secs == 0 {
         return Ok(());
     }
     let ts: i64 = timestamp.parse().map_err(|_| WebhookError::Malformed("timestamp is not a number".into()))?;
-    let now = crate::store::now_ms() / 1000;
     if now.abs_diff(ts) > max_skew_secs {
         return Err(WebhookError::StaleTimestamp);
     }
@@ -204,9 +247,9 @@ fn check_timestamp(timestamp: &str, max_skew_secs: u64) -> Result<(), WebhookErr
 }
 
 /// WeChat sends `text/xml`; accept any XML or plain text type (or none), refuse the rest.
-fn check_content_type(headers: &HeaderMap) -> Result<(), WebhookError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
-    let value = value.to_str().unwrap_or("").to_ascii_lowercase();
+fn check_content_type(content_type: Option<&str>) -> Result<(), WebhookError> {
+    let Some(value) = content_type else { return Ok(()) };
+    let value = value.to_ascii_lowercase();
     if value.contains("xml") || value.starts_with("text/plain") || value.is_empty() {
         Ok(())
     } else {
