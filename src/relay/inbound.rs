@@ -32,6 +32,7 @@ pub async fn accept(
             kind: JobKind::DeliverInbound,
             window,
             nonce,
+            idempotency: None,
         })
         .await?;
     if let Accepted::New(id) = &accepted {

@@ -232,6 +232,9 @@ pub struct OutboundRecord {
     pub conversation_id: String,
     pub platform_event_id: String,
     pub message: OutboundMessage,
+    /// The sender's own reference for the message, given back with its status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_reference: Option<String>,
 }
 
 /// The outcome of an outbound message, reported back to the platform.
@@ -241,6 +244,8 @@ pub struct StatusReport {
     pub platform_event_id: String,
     pub delivered: bool,
     pub error: Option<ErrorInfo>,
+    /// The sender's reference given with the message, if any.
+    pub client_reference: Option<String>,
 }
 
 /// An error as the channel reported it (WeChat errcode and errmsg).

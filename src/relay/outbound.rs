@@ -4,7 +4,7 @@
 use super::Signals;
 use super::message::Direction;
 use super::message::{Contact, OutboundMessage, OutboundRecord};
-use crate::store::{Accepted, JobKind, NewMessage, Store, StoreError, WindowChange};
+use crate::store::{Accepted, IdempotencyKey, JobKind, NewMessage, Store, StoreError, WindowChange};
 
 /// Stores `message` for `contact` (deduplicated on `conversation_id:event_id` within `source`).
 pub async fn accept(
@@ -17,11 +17,28 @@ pub async fn accept(
     event_id: &str,
     message: OutboundMessage,
 ) -> Result<Accepted, StoreError> {
-    let external_id = format!("{conversation_id}:{event_id}");
-    let msg_type = message.msg_type.clone();
-    let record =
-        OutboundRecord { conversation_id: conversation_id.to_string(), platform_event_id: event_id.to_string(), message };
-    let payload = serde_json::to_string(&record).expect("outbound record serializes");
+    let record = OutboundRecord {
+        conversation_id: conversation_id.to_string(),
+        platform_event_id: event_id.to_string(),
+        message,
+        client_reference: None,
+    };
+    accept_record(store, signals, channel, source, contact, &record, None).await
+}
+
+/// Stores `record` for `contact` like [`accept`], with the request's `Idempotency-Key` and its
+/// answer in the same transaction when given.
+pub async fn accept_record(
+    store: &Store,
+    signals: &Signals,
+    channel: &str,
+    source: &str,
+    contact: &Contact,
+    record: &OutboundRecord,
+    idempotency: Option<IdempotencyKey<'_>>,
+) -> Result<Accepted, StoreError> {
+    let external_id = format!("{}:{}", record.conversation_id, record.platform_event_id);
+    let payload = serde_json::to_string(record).expect("outbound record serializes");
     let accepted = store
         .accept(&NewMessage {
             channel,
@@ -30,11 +47,12 @@ pub async fn accept(
             direction: Direction::Outbound,
             source,
             external_id: &external_id,
-            msg_type: &msg_type,
+            msg_type: &record.message.msg_type,
             payload: &payload,
             kind: JobKind::DeliverOutbound,
             window: WindowChange::Keep,
             nonce: None,
+            idempotency,
         })
         .await?;
     if let Accepted::New(id) = &accepted {

@@ -222,6 +222,7 @@ impl Worker {
             delivered,
             error: (!delivered)
                 .then(|| ErrorInfo { code: record.error_code.clone(), message: record.last_error.clone().unwrap_or_default() }),
+            client_reference: outbound.client_reference,
         };
         self.platform.report_status(&contact, &outbound.conversation_id, &report).await
     }

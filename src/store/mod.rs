@@ -4,6 +4,7 @@
 //! (DESIGN.md "Flow and guarantees" 1); workers claim jobs with a lease (3). All times are Unix ms.
 
 mod admin;
+mod idempotency;
 mod jobs;
 mod media;
 mod tokens;
@@ -17,6 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use crate::relay::message::{Contact, Direction, MessageStatus};
 
 pub use admin::{ConversationSummary, HealthFigures, MessageFilter};
+pub use idempotency::{IdempotencyKey, StoredResponse};
 pub use jobs::{ClaimedJob, JobKind, Lane};
 
 /// Why the store could not do what was asked.
@@ -58,6 +60,8 @@ pub struct NewMessage<'a> {
     pub window: WindowChange,
     /// The signed request's nonce, refused if seen before (a replay).
     pub nonce: Option<RequestNonce<'a>>,
+    /// The request's `Idempotency-Key` and its answer, recorded with the message.
+    pub idempotency: Option<IdempotencyKey<'a>>,
 }
 
 /// A signed request's one-time value (WeChat: `timestamp:nonce`), kept while a replay of the
@@ -234,6 +238,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         jobs::insert(&mut tx, &id, contact_id, m.kind, now).await?;
+        if let Some(key) = &m.idempotency {
+            idempotency::record(&mut tx, key, &id, now).await?;
+        }
         tx.commit().await?;
         Ok(Accepted::New(id))
     }
@@ -468,6 +475,7 @@ mod tests {
             kind: JobKind::DeliverInbound,
             window: WindowChange::Keep,
             nonce: None,
+            idempotency: None,
         }
     }
 

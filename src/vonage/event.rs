@@ -310,6 +310,7 @@ mod tests {
             platform_event_id: "e".repeat(10_000),
             delivered: false,
             error: Some(crate::relay::message::ErrorInfo { code: Some("4".repeat(9_000)), message: "\u{1}".repeat(20_000) }),
+            client_reference: None,
         };
         assert!(fits(&status_event(&report, Some("MEM-1"))["body"]));
     }
