@@ -58,6 +58,7 @@ impl Application {
         let channel_name = crate::wechat::webhook::CHANNEL;
         let (platform, platform_routes) = match &config.platform {
             PlatformConfig::Vonage(vonage) => crate::vonage::adapter(vonage, relay, channel_name)?,
+            PlatformConfig::Webhook(webhook) => crate::webhook::adapter(webhook, relay, channel.clone(), channel_name)?,
         };
         let platform_links = PlatformLinks { platform: platform.name(), kinds: platform.link_kinds() };
         let adapters = axum::Router::new().merge(channel_routes).merge(platform_routes);
@@ -138,6 +139,8 @@ pub async fn setup(config: &Config, out: &mut impl std::io::Write) -> Result<(),
     let public = crate::vonage::setup::public_base(config.public_url.as_deref())?;
     match &config.platform {
         PlatformConfig::Vonage(vonage) => crate::vonage::setup::run(vonage, public, out).await?,
+        // The app's URL is in PLATFORM_WEBHOOK_URL already: nothing to set on its side.
+        PlatformConfig::Webhook(_) => {}
     }
     crate::wechat::setup::write_console_values(&config.wechat, public, out)?;
     Ok(())

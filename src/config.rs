@@ -83,14 +83,37 @@ pub struct VonageConfig {
 #[derive(Debug, Clone)]
 pub enum PlatformConfig {
     Vonage(VonageConfig),
+    Webhook(WebhookConfig),
+}
+
+/// The `webhook` platform: any app, over signed webhooks out and a REST API in.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// `PLATFORM_WEBHOOK_URL`: where customer messages and delivery statuses are POSTed.
+    pub url: String,
+    /// `PLATFORM_WEBHOOK_SECRET`: the Standard Webhooks secret, `whsec_` + base64 of 24–64 bytes.
+    pub secret: Secret,
+    /// `PLATFORM_API_TOKEN`: the bearer token apps present to `/api/v1/messages`.
+    pub api_token: Secret,
+}
+
+impl WebhookConfig {
+    /// `PLATFORM_*`: all three are required; the secret is decoded here, so a bad one stops the start.
+    fn load(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |key: &'static str| get(key).ok_or(ConfigError::Missing(key));
+        let url = base_url(Some(required("PLATFORM_WEBHOOK_URL")?), "", "PLATFORM_WEBHOOK_URL")?;
+        let secret = required("PLATFORM_WEBHOOK_SECRET")?;
+        crate::webhook::signing_key(&secret).map_err(|reason| ConfigError::Invalid { key: "PLATFORM_WEBHOOK_SECRET", reason })?;
+        Ok(WebhookConfig { url, secret: Secret::new(secret), api_token: Secret::new(required("PLATFORM_API_TOKEN")?) })
+    }
 }
 
 impl PlatformConfig {
     fn load(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         match get("BRIDGE_PLATFORM").map(|p| p.to_ascii_lowercase()).as_deref() {
             None | Some("vonage") => Ok(PlatformConfig::Vonage(VonageConfig::load(get)?)),
-            // Reserved by DESIGN.md ("Platforms"); a later step brings their adapters.
-            Some("webhook") => Err(ConfigError::Unavailable("webhook")),
+            Some("webhook") => Ok(PlatformConfig::Webhook(WebhookConfig::load(get)?)),
+            // Reserved by DESIGN.md ("Platforms"); a later step brings its adapter.
             Some("chatwoot") => Err(ConfigError::Unavailable("chatwoot")),
             Some(other) => Err(ConfigError::Invalid {
                 key: "BRIDGE_PLATFORM",

@@ -14,6 +14,7 @@
 //! - `http`: the router that mounts each adapter's routes, the admin API, the console, the server.
 //! - `wechat`: the channel adapter: webhook (verify, decrypt, parse), media links, client, sim.
 //! - `vonage`: a platform adapter: JWTs, client, event body, RTC webhook, setup, sim.
+//! - `webhook`: a platform adapter: signed Standard Webhooks out, `/api/v1` in, OpenAPI, receiver.
 //! - `demo`: the one-command demo: bridge + simulators + scripted exchange, console hooks.
 //! - `simulate`: one simulator served alone (`simulate wechat|vonage`).
 
@@ -25,6 +26,7 @@ pub mod relay;
 pub mod simulate;
 pub mod store;
 pub mod vonage;
+pub mod webhook;
 pub mod wechat;
 
 /// Percent-encodes `s` for a URL path segment or query value (RFC 3986 unreserved kept).

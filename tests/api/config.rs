@@ -31,7 +31,7 @@ fn defaults_apply_when_only_required_settings_are_given() {
     assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(config.database_url, "sqlite://wechat-bridge.db");
     assert_eq!(config.wechat.api_base, "https://api.weixin.qq.com");
-    let PlatformConfig::Vonage(vonage) = &config.platform;
+    let PlatformConfig::Vonage(vonage) = &config.platform else { panic!("vonage is the default platform") };
     assert_eq!(vonage.api_base, "https://api.nexmo.com");
     assert_eq!(config.wechat.max_timestamp_skew_secs, 300);
     assert!(config.wechat.encoding_aes_key.is_none());
@@ -116,12 +116,9 @@ fn bridge_platform_picks_the_platform_and_reserved_names_are_refused_in_one_line
     let mut settings = base();
     settings.insert("BRIDGE_PLATFORM".into(), "Vonage".into());
     assert!(matches!(load(&settings).unwrap().platform, PlatformConfig::Vonage(_)));
-    for name in ["webhook", "chatwoot"] {
-        let mut settings = base();
-        settings.insert("BRIDGE_PLATFORM".into(), name.into());
-        let error = load(&settings).unwrap_err().to_string();
-        assert_eq!(error, format!("BRIDGE_PLATFORM={name} is not available in this build yet"));
-    }
+    let mut chatwoot = base();
+    chatwoot.insert("BRIDGE_PLATFORM".into(), "chatwoot".into());
+    assert_eq!(load(&chatwoot).unwrap_err().to_string(), "BRIDGE_PLATFORM=chatwoot is not available in this build yet");
     settings.insert("BRIDGE_PLATFORM".into(), "matrix".into());
     assert!(load(&settings).unwrap_err().to_string().contains("BRIDGE_PLATFORM"));
 
@@ -129,12 +126,43 @@ fn bridge_platform_picks_the_platform_and_reserved_names_are_refused_in_one_line
         .arg("serve")
         .env_clear()
         .envs(base().into_iter().filter(|(k, _)| k.starts_with("WECHAT_")))
-        .env("BRIDGE_PLATFORM", "webhook")
+        .env("BRIDGE_PLATFORM", "chatwoot")
         .output()
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{stderr}");
-    assert!(lines[0].ends_with("BRIDGE_PLATFORM=webhook is not available in this build yet"), "{stderr}");
+    assert!(lines[0].ends_with("BRIDGE_PLATFORM=chatwoot is not available in this build yet"), "{stderr}");
+}
+
+/// `webhook` needs its three settings (and no Vonage ones); a malformed secret is one line
+/// naming PLATFORM_WEBHOOK_SECRET, never showing it.
+#[test]
+fn the_webhook_platform_requires_its_settings_and_a_well_formed_secret() {
+    let mut settings: HashMap<String, String> = base().into_iter().filter(|(k, _)| k.starts_with("WECHAT_")).collect();
+    settings.insert("BRIDGE_PLATFORM".into(), "webhook".into());
+    assert_eq!(load(&settings).unwrap_err().to_string(), "missing required setting PLATFORM_WEBHOOK_URL");
+    settings.insert("PLATFORM_WEBHOOK_URL".into(), "https://app.example/hooks".into());
+    assert_eq!(load(&settings).unwrap_err().to_string(), "missing required setting PLATFORM_WEBHOOK_SECRET");
+    settings.insert("PLATFORM_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into());
+    assert_eq!(load(&settings).unwrap_err().to_string(), "missing required setting PLATFORM_API_TOKEN");
+    settings.insert("PLATFORM_API_TOKEN".into(), API_TOKEN.into());
+    let config = load(&settings).unwrap();
+    let PlatformConfig::Webhook(webhook) = &config.platform else { panic!("webhook platform") };
+    assert_eq!(webhook.url, "https://app.example/hooks");
+    let debug = format!("{config:?}");
+    assert!(!debug.contains(API_TOKEN) && !debug.contains(WEBHOOK_SECRET), "{debug}");
+
+    for bad in ["not-whsec", "whsec_", "whsec_dG9vIHNob3J0", "whsec_!!!!"] {
+        settings.insert("PLATFORM_WEBHOOK_SECRET".into(), bad.into());
+        let error = load(&settings).unwrap_err().to_string();
+        assert!(error.starts_with("invalid PLATFORM_WEBHOOK_SECRET: "), "{error}");
+        assert!(bad.len() < 8 || !error.contains(bad), "{error}");
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_wechat-bridge")).arg("serve").env_clear().envs(&settings).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("PLATFORM_WEBHOOK_SECRET"), "{stderr}");
 }

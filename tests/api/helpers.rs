@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -12,6 +14,7 @@ use wechat_bridge::app::{Application, WorkerMode};
 use wechat_bridge::config::Config;
 use wechat_bridge::store::Store;
 use wechat_bridge::vonage::sim::{VonageSim, VonageSimConfig};
+use wechat_bridge::webhook::receiver::{Answer, Receiver};
 use wechat_bridge::wechat::message::Push;
 use wechat_bridge::wechat::sim::{PushMode, PushReply, WeChatSim, WeChatSimConfig};
 
@@ -24,6 +27,17 @@ pub const ACCOUNT: &str = "gh_0123456789ab";
 pub const VONAGE_APP_ID: &str = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab";
 /// Signs the simulator's RTC webhooks; the bridge requires it.
 pub const SIGNATURE_SECRET: &str = "a-signature-secret-for-tests-only";
+
+/// The `webhook` platform's signing secret (32 bytes) and API token in tests.
+pub const WEBHOOK_SECRET: &str = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+pub const API_TOKEN: &str = "test-platform-api-token";
+
+/// The agent side a test app runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestPlatform {
+    Vonage,
+    Webhook,
+}
 
 /// One RSA key pair for the whole test binary (generation takes a moment).
 pub fn keypair() -> &'static (String, String) {
@@ -44,6 +58,9 @@ pub struct TestApp {
     pub store: Store,
     pub wechat: WeChatSim,
     pub vonage: VonageSim,
+    /// The app's side of the `webhook` platform (it receives nothing on `vonage`).
+    pub receiver: Receiver,
+    pub platform: TestPlatform,
     pub settings: HashMap<String, String>,
     pub mode: WorkerMode,
     pub app_worker: Option<std::sync::Arc<wechat_bridge::relay::worker::Worker>>,
@@ -59,6 +76,15 @@ pub async fn spawn_app() -> TestApp {
 
 /// The bridge with settings changed by `adjust`.
 pub async fn spawn_app_with(mode: WorkerMode, adjust: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+    spawn_app_with_platform(TestPlatform::Vonage, mode, adjust).await
+}
+
+/// The bridge with `platform` as its agent side (`webhook`: POSTing to `TestApp::receiver`).
+pub async fn spawn_app_with_platform(
+    platform: TestPlatform,
+    mode: WorkerMode,
+    adjust: impl FnOnce(&mut HashMap<String, String>),
+) -> TestApp {
     let (private_pem, public_pem) = keypair().clone();
     let wechat = WeChatSim::new(WeChatSimConfig {
         app_id: APP_ID.into(),
@@ -76,8 +102,10 @@ pub async fn spawn_app_with(mode: WorkerMode, adjust: impl FnOnce(&mut HashMap<S
         api_secret: "secret".into(),
         rtc_retry_base: Duration::from_millis(50),
     });
+    let receiver = Receiver::new(WEBHOOK_SECRET).unwrap();
     let wechat_base = serve(wechat.router()).await;
     let vonage_base = serve(vonage.router()).await;
+    let receiver_url = format!("{}/events", serve(receiver.router()).await);
     let dir = tempfile::tempdir().unwrap();
     let mut settings: HashMap<String, String> = [
         ("BRIDGE_LISTEN", "127.0.0.1:0".to_string()),
@@ -96,16 +124,25 @@ pub async fn spawn_app_with(mode: WorkerMode, adjust: impl FnOnce(&mut HashMap<S
         ("BRIDGE_LEASE_SECS", "1".into()),
         // Media URLs in tests point at loopback servers, which agents may not name by default.
         ("BRIDGE_MEDIA_FETCH_ALLOWLIST", "127.0.0.0/8,::1/128".into()),
+        // Read only with BRIDGE_PLATFORM=webhook.
+        ("PLATFORM_WEBHOOK_URL", receiver_url),
+        ("PLATFORM_WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
+        ("PLATFORM_API_TOKEN", API_TOKEN.into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    if platform == TestPlatform::Webhook {
+        settings.insert("BRIDGE_PLATFORM".into(), "webhook".into());
+    }
     adjust(&mut settings);
     let mut app = TestApp {
         address: String::new(),
         store: Store::connect("sqlite::memory:").await.unwrap(),
         wechat,
         vonage,
+        receiver,
+        platform,
         settings,
         mode,
         app_worker: None,
@@ -191,6 +228,36 @@ impl TestApp {
         let pool = sqlx::SqlitePool::connect(&self.settings["BRIDGE_DATABASE_URL"]).await.unwrap();
         sqlx::query("UPDATE jobs SET due_at = 0 WHERE state = 'pending'").execute(&pool).await.unwrap();
         pool.close().await;
+    }
+
+    /// The contents of customer messages the platform took, in order (Vonage: the events in
+    /// every conversation; webhook: the `message.received` the app took, each once).
+    pub fn platform_texts(&self) -> Vec<String> {
+        let texts: Vec<Value> = match self.platform {
+            TestPlatform::Vonage => self.wechat_events().into_iter().map(|(_, e)| e["body"]["content"].clone()).collect(),
+            TestPlatform::Webhook => {
+                self.receiver.events_of("message.received").into_iter().map(|e| e["data"]["content"].clone()).collect()
+            }
+        };
+        texts.into_iter().map(|t| t.as_str().unwrap_or_default().to_string()).collect()
+    }
+
+    /// The platform answers the next `n` deliveries with `status` (and Retry-After).
+    pub fn platform_fails_next(&self, n: usize, status: u16, retry_after: Option<u64>) {
+        match self.platform {
+            TestPlatform::Vonage => self.vonage.fail_next(n, status, retry_after),
+            TestPlatform::Webhook => (0..n).for_each(|_| self.receiver.answer_next(Answer { status, retry_after })),
+        }
+    }
+
+    /// `POST /api/v1/messages` with the API token, `body` as JSON and an optional Idempotency-Key.
+    pub async fn api_send(&self, body: &Value, key: Option<&str>) -> reqwest::Response {
+        let mut request =
+            reqwest::Client::new().post(format!("{}/api/v1/messages", self.address)).bearer_auth(API_TOKEN).json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.unwrap()
     }
 
     pub async fn message_count(&self) -> usize {

@@ -16,5 +16,6 @@ mod properties;
 mod secrets;
 mod server;
 mod vonage_sim;
+mod webhook_platform;
 mod wechat_client;
 mod wechat_webhook;
