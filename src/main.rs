@@ -45,6 +45,9 @@ enum Command {
         /// Exit after the exchange: 0 when every step succeeded.
         #[arg(long)]
         once: bool,
+        /// The agent side to play.
+        #[arg(long, value_enum, default_value = "vonage")]
+        platform: wechat_bridge::demo::DemoPlatform,
     },
     /// Point the Vonage application's RTC webhook at BRIDGE_PUBLIC_URL and print WeChat's console settings.
     Setup,
@@ -73,7 +76,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = Application::build(config, WorkerMode::Background).await?;
             app.run_until_stopped(shutdown_signal()).await.context("server failed")
         }
-        Command::Demo { listen, once } => wechat_bridge::demo::run(&listen, once, shutdown_signal()).await,
+        Command::Demo { listen, once, platform } => {
+            wechat_bridge::demo::run_with(&listen, once, platform, shutdown_signal()).await
+        }
         Command::Setup => {
             let config = Config::load(cli.config.as_deref())?;
             wechat_bridge::app::setup(&config, &mut std::io::stdout()).await?;

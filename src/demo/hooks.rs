@@ -25,8 +25,18 @@ pub fn routes() -> Router<AppState> {
 /// The simulators of a running `demo`, and where the bridge's WeChat webhook is.
 pub struct DemoHooks {
     pub wechat: WeChatSim,
-    pub vonage: VonageSim,
+    pub agent: DemoAgent,
     pub webhook_url: String,
+}
+
+/// Where the demo's agent writes: the Vonage simulator, or the bridge's `/api/v1/messages`.
+pub enum DemoAgent {
+    Vonage(VonageSim),
+    /// The `webhook` platform: the API's URL and its bearer token.
+    Webhook {
+        messages_url: String,
+        token: String,
+    },
 }
 
 impl std::fmt::Debug for DemoHooks {
@@ -74,7 +84,8 @@ pub struct AgentMessage {
 }
 
 /// `POST /api/demo/agent`: an agent writes into the user's conversation on the Vonage
-/// simulator, as a `custom:wechat:message` or a plain `message` event.
+/// simulator, as a `custom:wechat:message` or a plain `message` event; or, on the `webhook`
+/// platform, the app sends it through `POST /api/v1/messages`.
 async fn demo_agent(State(state): State<AppState>, Json(m): Json<AgentMessage>) -> Response {
     let hooks = match hooks(&state) {
         Ok(h) => h,
@@ -85,17 +96,30 @@ async fn demo_agent(State(state): State<AppState>, Json(m): Json<AgentMessage>) 
         Ok(None) => return bad(StatusCode::NOT_FOUND, "this WeChat user has not written yet"),
         Err(e) => return bad(StatusCode::SERVICE_UNAVAILABLE, e),
     };
+    let vonage = match &hooks.agent {
+        DemoAgent::Vonage(vonage) => vonage,
+        DemoAgent::Webhook { messages_url, token } => {
+            let body = json!({"to": contact.channel_id, "content": m.text});
+            return match reqwest::Client::new().post(messages_url).bearer_auth(token).json(&body).send().await {
+                Ok(response) => {
+                    Json(json!({"status": response.status().as_u16(), "body": response.text().await.unwrap_or_default()}))
+                        .into_response()
+                }
+                Err(e) => bad(StatusCode::BAD_GATEWAY, e),
+            };
+        }
+    };
     let Some(conversation) = contact.link(crate::vonage::PLATFORM, crate::vonage::CONVERSATION).map(str::to_string) else {
         return bad(StatusCode::CONFLICT, "the user's conversation is not created yet; try again in a moment");
     };
-    let agent = hooks.vonage.create_agent("demo_agent", &conversation);
+    let agent = vonage.create_agent("demo_agent", &conversation);
     let event = if m.via.as_deref() == Some("message") {
         json!({"type": "message", "from": agent, "body": {"message_type": "text", "text": m.text}})
     } else {
         json!({"type": "custom:wechat:message", "from": agent,
                "body": {"to": contact.channel_id, "from": "demo_agent", "content": m.text, "direction": "outbound"}})
     };
-    match hooks.vonage.post_event_as_client(&conversation, event) {
+    match vonage.post_event_as_client(&conversation, event) {
         Ok(event) => Json(json!({"event": event})).into_response(),
         Err(e) => bad(StatusCode::BAD_REQUEST, e),
     }

@@ -4,16 +4,18 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use serde_json::json;
 use tokio::net::TcpListener;
 
 mod hooks;
 
-pub use hooks::{DemoHooks, routes};
+pub use hooks::{DemoAgent, DemoHooks, routes};
 
 use crate::app::{Application, WorkerMode};
 use crate::config::Config;
 use crate::store::Store;
 use crate::vonage::sim::{VonageSim, VonageSimConfig};
+use crate::webhook::receiver::Receiver;
 use crate::wechat::message::{Body, Event, Push};
 use crate::wechat::sim::{PushMode, WeChatSim, WeChatSimConfig};
 
@@ -23,6 +25,19 @@ const SIGNATURE_SECRET: &str = "demo-signature-secret";
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const USER: &str = "o_demo_customer_0001";
 const USER_2: &str = "o_demo_customer_0002";
+/// The `webhook` platform's secret and token in the demo (32 bytes of base64).
+const WEBHOOK_SECRET: &str = "whsec_ZGVtby1zaWduaW5nLXNlY3JldC0zMi1ieXRlcyE=";
+const API_TOKEN: &str = "demo-api-token";
+
+/// The agent side `demo` plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DemoPlatform {
+    /// The Vonage Conversation API simulator.
+    #[default]
+    Vonage,
+    /// Signed webhooks to a built-in receiver standing in for the app; replies through /api/v1.
+    Webhook,
+}
 
 /// Runs the demo. With `once`, returns after the exchange (an error if a step failed);
 /// otherwise keeps serving on `listen` until `shutdown` resolves.
@@ -31,6 +46,19 @@ pub async fn run(
     once: bool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with(listen, once, DemoPlatform::Vonage, shutdown).await
+}
+
+/// Runs the demo with `platform` as the agent side.
+pub async fn run_with(
+    listen: &str,
+    once: bool,
+    platform: DemoPlatform,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if platform == DemoPlatform::Webhook {
+        return run_webhook(listen, once, shutdown).await;
+    }
     let (private_pem, public_pem) = crate::vonage::sim::keys::generate_rsa_keypair();
     let wechat = WeChatSim::new(WeChatSimConfig {
         app_id: APP_ID.into(),
@@ -67,7 +95,11 @@ pub async fn run(
     config.open_admin = true;
     let mut app = Application::build(config, WorkerMode::Background).await?;
     let address = format!("http://127.0.0.1:{}", app.port());
-    app.set_demo(DemoHooks { wechat: wechat.clone(), vonage: vonage.clone(), webhook_url: format!("{address}/webhooks/wechat") });
+    app.set_demo(DemoHooks {
+        wechat: wechat.clone(),
+        agent: DemoAgent::Vonage(vonage.clone()),
+        webhook_url: format!("{address}/webhooks/wechat"),
+    });
     let store = app.store().clone();
     // Vonage delivers every conversation event to the bridge's RTC webhook, signed.
     vonage.set_rtc_event_url(Some(format!("{address}/webhooks/vonage/rtc")));
@@ -81,45 +113,7 @@ pub async fn run(
     let webhook = format!("{address}/webhooks/wechat");
     let mut failures = Vec::new();
 
-    // Inbound: a user follows, writes, sends a photo.
-    let media_id = wechat.add_media("image/png", vec![0x89, b'P', b'N', b'G']);
-    let script: Vec<(&str, Push)> = vec![
-        ("follows the account", push(USER, Body::Event(Event::Subscribe { event_key: None, ticket: None }))),
-        ("writes", wechat.text(USER, "你好! Is my order on its way?")),
-        (
-            "sends a photo",
-            push(USER, Body::Image { pic_url: "http://mmbiz.example/order.png".into(), media_id, msg_id: wechat.next_msg_id() }),
-        ),
-        ("writes", wechat.text(USER_2, "Can I change my address?")),
-    ];
-    for (what, push) in &script {
-        let started = Instant::now();
-        let reply = wechat.push(&webhook, push, PushMode::Safe).await.context("the bridge did not answer")?;
-        let acked = started.elapsed();
-        if reply.status != 200 {
-            failures.push(format!("push '{what}' answered {} {}", reply.status, reply.body));
-            continue;
-        }
-        let key = push.dedup_key();
-        match wait_message(&store, |m| m.external_id == key && m.status != "stored").await {
-            Some(m) => {
-                let payload: serde_json::Value = serde_json::from_str(&m.payload).unwrap_or_default();
-                println!(
-                    "  WeChat → Vonage  {} {what}: {:?}\n                   `success` in {} ms · {} in {} ms · Vonage event {}",
-                    push.from_user_name,
-                    payload["content"].as_str().unwrap_or_default(),
-                    acked.as_millis(),
-                    tick(m.status.as_str()),
-                    m.delivered_at.unwrap_or(m.created_at) - m.created_at,
-                    m.platform_event_id.as_deref().unwrap_or("-")
-                );
-                if m.status != "delivered" {
-                    failures.push(format!("'{what}' was not delivered: {:?}", m.last_error));
-                }
-            }
-            None => failures.push(format!("'{what}' was not delivered to Vonage within 10 s")),
-        }
-    }
+    play_inbound(&wechat, &store, &webhook, "Vonage", &mut failures).await?;
 
     // Outbound: the agent answers both ways a Vonage client can; one reply is too late.
     wechat.close_window(USER_2); // as if USER_2's last message were more than 48 hours old
@@ -164,8 +158,21 @@ pub async fn run(
         wechat.sent().len()
     );
 
+    finish(once, failures, &address, stop_tx, server, shutdown).await
+}
+
+/// Stops after the exchange (`once`, or a failure: an error naming every failed step), or keeps
+/// the console served until `shutdown`.
+async fn finish(
+    once: bool,
+    failures: Vec<String>,
+    address: &str,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     if once || !failures.is_empty() {
-        let _ = stop_tx.send(());
+        let _ = stop.send(());
         let _ = server.await;
         if !failures.is_empty() {
             bail!("demo failed: {}", failures.join("; "));
@@ -175,8 +182,188 @@ pub async fn run(
     }
     println!("\nConsole: {address}/  (play the WeChat user and the agent in the Demo tab; Ctrl-C to stop)");
     shutdown.await;
-    let _ = stop_tx.send(());
+    let _ = stop.send(());
     let _ = server.await;
+    Ok(())
+}
+
+/// `demo --platform webhook`: the bridge POSTs signed events to a built-in receiver standing in
+/// for the app (it verifies every signature), and the app's replies go in through `/api/v1/messages`.
+async fn run_webhook(
+    listen: &str,
+    once: bool,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let wechat = WeChatSim::new(WeChatSimConfig {
+        app_id: APP_ID.into(),
+        app_secret: "demo-secret".into(),
+        token: "demo-token".into(),
+        encoding_aes_key: Some(AES_KEY.into()),
+        account: ACCOUNT.into(),
+    });
+    let receiver = Receiver::new(WEBHOOK_SECRET).map_err(anyhow::Error::msg)?;
+    let wechat_base = serve(wechat.router()).await?;
+    let receiver_url = format!("{}/events", serve(receiver.router()).await?);
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let db = dir.path().join("demo.db");
+    let settings = [
+        ("BRIDGE_LISTEN", listen.to_string()),
+        ("BRIDGE_DATABASE_URL", format!("sqlite://{}", db.display())),
+        ("WECHAT_TOKEN", "demo-token".into()),
+        ("WECHAT_APP_ID", APP_ID.into()),
+        ("WECHAT_APP_SECRET", "demo-secret".into()),
+        ("WECHAT_ENCODING_AES_KEY", AES_KEY.into()),
+        ("WECHAT_API_BASE", wechat_base),
+        ("BRIDGE_PLATFORM", "webhook".into()),
+        ("PLATFORM_WEBHOOK_URL", receiver_url.clone()),
+        ("PLATFORM_WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
+        ("PLATFORM_API_TOKEN", API_TOKEN.into()),
+        ("BRIDGE_RETRY_BASE_MS", "200".into()),
+        ("BRIDGE_MEDIA_FETCH_ALLOWLIST", "127.0.0.0/8,::1/128".into()),
+    ];
+    let mut config = Config::from_lookup(|key| settings.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()))?;
+    config.open_admin = true;
+    let mut app = Application::build(config, WorkerMode::Background).await?;
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let messages_url = format!("{address}/api/v1/messages");
+    app.set_demo(DemoHooks {
+        wechat: wechat.clone(),
+        agent: DemoAgent::Webhook { messages_url: messages_url.clone(), token: API_TOKEN.into() },
+        webhook_url: format!("{address}/webhooks/wechat"),
+    });
+    let store = app.store().clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stop_rx.await;
+    }));
+
+    println!("wechat-bridge demo: bridge on {address}, database {}", db.display());
+    println!("WeChat users write to Official Account {ACCOUNT} (safe mode, AES); an app gets signed webhooks at");
+    println!("{receiver_url} and answers through POST {messages_url}.\n");
+    let webhook = format!("{address}/webhooks/wechat");
+    let mut failures = Vec::new();
+    play_inbound(&wechat, &store, &webhook, "app", &mut failures).await?;
+
+    // Outbound: the app answers with a text and a link card; one reply is too late.
+    wechat.close_window(USER_2); // as if USER_2's last message were more than 48 hours old
+    let replies = [
+        (USER, json!({"to": USER, "content": "Yes! It ships today.", "client_reference": "order-1001"}), true),
+        (
+            USER,
+            json!({"to": USER, "msgtype": "link", "title": "Track your parcel", "description": "SF123456789",
+                   "url": "https://tracking.example/SF123456789", "client_reference": "order-1001-track"}),
+            true,
+        ),
+        (USER_2, json!({"to": USER_2, "content": "Sure, which address?", "client_reference": "order-2002"}), false),
+    ];
+    let client = reqwest::Client::new();
+    for (openid, body, should_deliver) in replies {
+        let started = Instant::now();
+        let what = body["content"].as_str().or(body["title"].as_str()).unwrap_or_default().to_string();
+        let response = client.post(&messages_url).bearer_auth(API_TOKEN).json(&body).send().await?;
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await.unwrap_or_default();
+        let Some(id) = answer["id"].as_str().filter(|_| status.as_u16() == 202) else {
+            failures.push(format!("POST /api/v1/messages for {openid} answered {status} {answer}"));
+            continue;
+        };
+        let acked = started.elapsed();
+        match wait_message(&store, |m| m.id == id && m.status != "stored").await {
+            Some(m) => {
+                let error = m
+                    .error_code
+                    .as_deref()
+                    .map(|c| format!(" ({c}: {})", m.last_error.clone().unwrap_or_default()))
+                    .unwrap_or_default();
+                println!(
+                    "  app → WeChat     {openid} via POST /api/v1/messages: {what:?}\n                   202 in {} ms · {} in {} ms{error}",
+                    acked.as_millis(),
+                    tick(m.status.as_str()),
+                    started.elapsed().as_millis()
+                );
+                if (m.status == "delivered") != should_deliver {
+                    failures.push(format!("reply to {openid} ended {} (expected the other outcome)", m.status));
+                }
+            }
+            None => failures.push(format!("reply to {openid} had no outcome within 10 s")),
+        }
+    }
+    // Each outcome goes back to the app as `message.status`, with the client_reference.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while receiver.events_of("message.status").len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for status in receiver.events_of("message.status") {
+        let data = &status["data"];
+        println!(
+            "  app ← bridge     message.status {} for {} ({})",
+            data["status"].as_str().unwrap_or_default(),
+            data["client_reference"].as_str().unwrap_or("-"),
+            data["bridge_message_id"].as_str().unwrap_or_default()
+        );
+    }
+    let (received, statuses) = (receiver.events_of("message.received").len(), receiver.events_of("message.status").len());
+    if statuses != 3 {
+        failures.push(format!("the app got {statuses} message.status events, not 3"));
+    }
+    if receiver.rejected() > 0 {
+        failures.push(format!("{} deliveries failed signature verification", receiver.rejected()));
+    }
+    println!(
+        "\nThe app took {received} message.received and {statuses} message.status events, every signature verified; WeChat received {} customer-service messages.",
+        wechat.sent().len()
+    );
+    finish(once, failures, &address, stop_tx, server, shutdown).await
+}
+
+/// The scripted customer side: a user follows, writes and sends a photo, another writes; each
+/// is shown as it reaches the platform `to`.
+async fn play_inbound(
+    wechat: &WeChatSim,
+    store: &Store,
+    webhook: &str,
+    to: &str,
+    failures: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    // Inbound: a user follows, writes, sends a photo.
+    let media_id = wechat.add_media("image/png", vec![0x89, b'P', b'N', b'G']);
+    let script: Vec<(&str, Push)> = vec![
+        ("follows the account", push(USER, Body::Event(Event::Subscribe { event_key: None, ticket: None }))),
+        ("writes", wechat.text(USER, "你好! Is my order on its way?")),
+        (
+            "sends a photo",
+            push(USER, Body::Image { pic_url: "http://mmbiz.example/order.png".into(), media_id, msg_id: wechat.next_msg_id() }),
+        ),
+        ("writes", wechat.text(USER_2, "Can I change my address?")),
+    ];
+    for (what, push) in &script {
+        let started = Instant::now();
+        let reply = wechat.push(webhook, push, PushMode::Safe).await.context("the bridge did not answer")?;
+        let acked = started.elapsed();
+        if reply.status != 200 {
+            failures.push(format!("push '{what}' answered {} {}", reply.status, reply.body));
+            continue;
+        }
+        let key = push.dedup_key();
+        match wait_message(store, |m| m.external_id == key && m.status != "stored").await {
+            Some(m) => {
+                let payload: serde_json::Value = serde_json::from_str(&m.payload).unwrap_or_default();
+                println!(
+                    "  WeChat → {to}  {} {what}: {:?}\n                   `success` in {} ms · {} in {} ms · {to} event {}",
+                    push.from_user_name,
+                    payload["content"].as_str().unwrap_or_default(),
+                    acked.as_millis(),
+                    tick(m.status.as_str()),
+                    m.delivered_at.unwrap_or(m.created_at) - m.created_at,
+                    m.platform_event_id.as_deref().unwrap_or("-")
+                );
+                if m.status != "delivered" {
+                    failures.push(format!("'{what}' was not delivered: {:?}", m.last_error));
+                }
+            }
+            None => failures.push(format!("'{what}' was not delivered to {to} within 10 s")),
+        }
+    }
     Ok(())
 }
 
