@@ -6,9 +6,14 @@
 //! or a 10 KB FromUserName. A builder that never returns cannot be caught in-process: run with
 //! `-timeout=5` and libFuzzer reports it as a timeout. `cargo fuzz fmt event_body FILE` shows
 //! a finding as its field sizes and the start of each field.
+//!
+//! With `EVENT_BODY_HANGS_ONLY=1` in the environment the body is built but nothing is checked:
+//! on today's builder the size assertion fails within seconds and stops libFuzzer (or, with
+//! `-fork`, restarts every job), which keeps it from reaching the inputs that never return.
 #![no_main]
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use libfuzzer_sys::arbitrary::{Arbitrary, Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -129,9 +134,17 @@ fn describe(f: &mut fmt::Formatter<'_>, path: &str, value: &Value) -> fmt::Resul
     }
 }
 
+fn hangs_only() -> bool {
+    static HANGS_ONLY: OnceLock<bool> = OnceLock::new();
+    *HANGS_ONLY.get_or_init(|| std::env::var_os("EVENT_BODY_HANGS_ONLY").is_some_and(|v| v == "1"))
+}
+
 fuzz_target!(|input: Input| {
     let msg = input.0;
     let body = inbound_body(&msg, BRIDGE_MESSAGE_ID);
+    if hangs_only() {
+        return;
+    }
     let size = serde_json::to_vec(&body).unwrap().len();
     assert!(size <= MAX_BODY_BYTES, "body of {size} bytes");
     let event = inbound_event(&msg, "MEM-1", BRIDGE_MESSAGE_ID);

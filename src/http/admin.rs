@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 
 use super::{AppState, stream_ticket};
 use crate::config::Secret;
-use crate::relay::message::MessageStatus;
+use crate::relay::message::{BridgeMessageId, MessageStatus};
 use crate::store::{MessageFilter, MessageRecord, StoreError};
 
 /// Who may use the admin API.
@@ -142,7 +142,7 @@ pub async fn list_messages(State(state): State<AppState>, Query(filter): Query<M
 }
 
 /// `GET /api/messages/{id}`.
-pub async fn get_message(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn get_message(State(state): State<AppState>, Path(id): Path<BridgeMessageId>) -> Response {
     match state.store.message(&id).await {
         Ok(m) => Json(message_json(m)).into_response(),
         Err(StoreError::NotFound(what)) => (StatusCode::NOT_FOUND, what).into_response(),
@@ -151,7 +151,7 @@ pub async fn get_message(State(state): State<AppState>, Path(id): Path<String>) 
 }
 
 /// `POST /api/messages/{id}/retry`: a `failed` message goes back into the outbox, due now.
-pub async fn retry_message(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn retry_message(State(state): State<AppState>, Path(id): Path<BridgeMessageId>) -> Response {
     match state.store.message(&id).await {
         Err(StoreError::NotFound(what)) => return (StatusCode::NOT_FOUND, what).into_response(),
         Err(e) => return unavailable(e),
@@ -214,7 +214,7 @@ pub async fn stream(State(state): State<AppState>) -> Response {
 }
 
 /// Message ids from a broadcast receiver; a lagging subscriber skips what it missed.
-fn tokio_stream_from(rx: tokio::sync::broadcast::Receiver<String>) -> impl futures_util::Stream<Item = String> {
+fn tokio_stream_from(rx: tokio::sync::broadcast::Receiver<BridgeMessageId>) -> impl futures_util::Stream<Item = BridgeMessageId> {
     futures_util::stream::unfold(rx, |mut rx| async move {
         loop {
             match rx.recv().await {

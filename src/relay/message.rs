@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::ids::{BridgeMessageId, ContactId, ErrorCode};
+
 /// Where a stored message is in its life: stored (in the outbox), delivered, or failed for good.
 /// Stored as today's lower-case text, serialized the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
@@ -175,7 +177,7 @@ pub type ContactLinks = BTreeMap<(String, String), String>;
 /// platforms gave them (`links`), each saved as soon as it exists.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Contact {
-    pub id: i64,
+    pub id: ContactId,
     pub channel_id: String,
     pub account: String,
     pub links: ContactLinks,
@@ -240,7 +242,7 @@ pub struct OutboundRecord {
 /// The outcome of an outbound message, reported back to the platform.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusReport {
-    pub bridge_message_id: String,
+    pub bridge_message_id: BridgeMessageId,
     pub platform_event_id: String,
     pub delivered: bool,
     pub error: Option<ErrorInfo>,
@@ -251,6 +253,6 @@ pub struct StatusReport {
 /// An error as the channel reported it (WeChat errcode and errmsg).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ErrorInfo {
-    pub code: Option<String>,
+    pub code: Option<ErrorCode>,
     pub message: String,
 }

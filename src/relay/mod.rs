@@ -2,6 +2,7 @@
 //! where agents are). It speaks the bridge's own types (`message`), accepts messages into the
 //! store (`inbound`) and delivers them from the outbox (`worker`).
 
+pub mod ids;
 pub mod inbound;
 pub mod message;
 pub mod outbound;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use tokio::sync::{Notify, broadcast};
 
+use ids::{BridgeMessageId, ErrorCode};
 use message::{Contact, InboundMessage, OutboundMessage, StatusReport};
 
 /// The relay core as the adapters' webhooks use it: where messages are accepted into, and whom
@@ -28,7 +30,7 @@ pub struct Relay {
 #[derive(Clone, Debug)]
 pub struct Signals {
     wake: Arc<Notify>,
-    changes: broadcast::Sender<String>,
+    changes: broadcast::Sender<BridgeMessageId>,
 }
 
 impl Default for Signals {
@@ -39,14 +41,14 @@ impl Default for Signals {
 
 impl Signals {
     /// A message was stored or put back in the outbox: wake the worker, tell listeners.
-    pub fn queued(&self, message_id: &str) {
+    pub fn queued(&self, message_id: &BridgeMessageId) {
         self.wake.notify_one();
         self.changed(message_id);
     }
 
     /// A message's state changed (nobody listening is fine).
-    pub fn changed(&self, message_id: &str) {
-        let _ = self.changes.send(message_id.to_string());
+    pub fn changed(&self, message_id: &BridgeMessageId) {
+        let _ = self.changes.send(message_id.clone());
     }
 
     /// Resolves when new work was queued.
@@ -55,7 +57,7 @@ impl Signals {
     }
 
     /// Ids of messages stored or changed from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+    pub fn subscribe(&self) -> broadcast::Receiver<BridgeMessageId> {
         self.changes.subscribe()
     }
 }
@@ -69,7 +71,7 @@ pub enum DeliveryError {
     Retry { reason: String, after: Option<Duration> },
     /// A 4xx that cannot succeed by retrying: the message is marked `failed` at once.
     #[error("{reason}")]
-    Permanent { code: Option<String>, reason: String },
+    Permanent { code: Option<ErrorCode>, reason: String },
 }
 
 /// Where agents are: the side that receives customers' messages as conversation events.
@@ -87,7 +89,7 @@ pub trait Platform: Send + Sync + 'static {
         &'a self,
         contact: &'a Contact,
         msg: &'a InboundMessage,
-        bridge_message_id: &'a str,
+        bridge_message_id: &'a BridgeMessageId,
     ) -> BoxFuture<'a, Result<String, DeliveryError>>;
 
     /// Posts the outcome of an outbound message into `conversation_id`. Returns the event id.

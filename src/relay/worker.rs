@@ -168,7 +168,7 @@ impl Worker {
             }
             Err(DeliveryError::Permanent { code, reason }) => {
                 tracing::warn!(job = job.id, message = %job.message_id, code = ?code, error = %reason, "delivery failed for good");
-                self.store.fail_job(job, code.as_deref(), &reason).await?;
+                self.store.fail_job(job, code.as_ref(), &reason).await?;
             }
             Err(DeliveryError::Retry { reason, after }) => {
                 if job.attempt >= self.config.max_attempts {

@@ -4,6 +4,7 @@
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{Store, StoreError, now_ms};
+use crate::relay::ids::{BridgeMessageId, ContactId, ErrorCode};
 
 /// Which way a job sends. Order is kept per contact *and* lane, so a customer whose replies are
 /// stuck (WeChat down) still reaches the agents, and the other way round.
@@ -65,8 +66,8 @@ impl JobKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedJob {
     pub id: i64,
-    pub message_id: String,
-    pub contact_id: i64,
+    pub message_id: BridgeMessageId,
+    pub contact_id: ContactId,
     pub kind: JobKind,
     /// Attempts including this one.
     pub attempt: u32,
@@ -75,8 +76,8 @@ pub struct ClaimedJob {
 
 pub(super) async fn insert(
     tx: &mut Transaction<'static, Sqlite>,
-    message_id: &str,
-    contact_id: i64,
+    message_id: &BridgeMessageId,
+    contact_id: ContactId,
     kind: JobKind,
     now: i64,
 ) -> Result<(), sqlx::Error> {
@@ -132,7 +133,7 @@ impl Store {
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows {
             let id: i64 = row.get(0);
-            let message_id: String = row.get(1);
+            let message_id: BridgeMessageId = row.get(1);
             let attempt: i64 = row.get(4);
             let kind: String = row.get(3);
             let kind = JobKind::parse(&kind).ok_or_else(|| StoreError::NotFound(format!("job kind {kind}")))?;
@@ -215,7 +216,7 @@ impl Store {
 
     /// The job cannot succeed (a permanent error, or too many attempts): mark it and its message
     /// `failed`, visible and retryable from the admin API.
-    pub async fn fail_job(&self, job: &ClaimedJob, code: Option<&str>, error: &str) -> Result<bool, StoreError> {
+    pub async fn fail_job(&self, job: &ClaimedJob, code: Option<&ErrorCode>, error: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let failed = sqlx::query(
             "UPDATE jobs SET state = 'failed', last_error = ?, claim_token = NULL WHERE id = ? AND claim_token = ? AND state = 'running'",
@@ -272,7 +273,7 @@ impl Store {
 
     /// Puts a `failed` message's job back in the queue, due now, with a fresh attempt count.
     /// Returns false when the message is not failed.
-    pub async fn retry_message(&self, message_id: &str) -> Result<bool, StoreError> {
+    pub async fn retry_message(&self, message_id: &BridgeMessageId) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let retried = sqlx::query(
             "UPDATE jobs SET state = 'pending', due_at = ?, attempts = 0

@@ -15,6 +15,7 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
+use crate::relay::ids::{BridgeMessageId, ContactId, ErrorCode};
 use crate::relay::message::{Contact, Direction, MessageStatus};
 
 pub use admin::{ConversationSummary, HealthFigures, MessageFilter};
@@ -39,9 +40,9 @@ pub enum StoreError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Accepted {
     /// Stored with its outbox job; the id is the bridge message id.
-    New(String),
+    New(BridgeMessageId),
     /// Seen before (a retry or redelivery): nothing changed.
-    Duplicate(String),
+    Duplicate(BridgeMessageId),
 }
 
 /// A new message as the webhook hands it to the store.
@@ -94,8 +95,8 @@ pub enum WindowChange {
 /// A stored message, as the admin API and tests see it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MessageRecord {
-    pub id: String,
-    pub contact_id: i64,
+    pub id: BridgeMessageId,
+    pub contact_id: ContactId,
     pub direction: Direction,
     pub source: String,
     pub external_id: String,
@@ -110,7 +111,7 @@ pub struct MessageRecord {
     /// Parts of an outbound message the channel accepted (a long text is split).
     pub parts_sent: i64,
     /// The remote side's code of the last failure.
-    pub error_code: Option<String>,
+    pub error_code: Option<ErrorCode>,
 }
 
 /// The bridge's database.
@@ -207,7 +208,7 @@ impl Store {
             }
         }
         let inbound_at = (m.direction == Direction::Inbound).then_some(now);
-        let contact_id: i64 = sqlx::query(
+        let contact_id: ContactId = sqlx::query(
             "INSERT INTO contacts (channel, channel_id, account, created_at, last_inbound_at) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (channel, channel_id) DO UPDATE SET
                  last_inbound_at = COALESCE(excluded.last_inbound_at, contacts.last_inbound_at)
@@ -222,7 +223,7 @@ impl Store {
         .await?
         .get(0);
         record_window(&mut tx, contact_id, m.window, now).await?;
-        let id = uuid::Uuid::now_v7().to_string();
+        let id = BridgeMessageId::generate();
         sqlx::query(
             "INSERT INTO messages (id, contact_id, direction, source, external_id, msg_type, payload, status, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, 'stored', ?)",
@@ -246,7 +247,7 @@ impl Store {
     }
 
     /// A message by its bridge id.
-    pub async fn message(&self, id: &str) -> Result<MessageRecord, StoreError> {
+    pub async fn message(&self, id: &BridgeMessageId) -> Result<MessageRecord, StoreError> {
         let row = sqlx::query(MESSAGE_BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -262,7 +263,7 @@ impl Store {
     }
 
     /// A contact by id.
-    pub async fn contact(&self, id: i64) -> Result<Contact, StoreError> {
+    pub async fn contact(&self, id: ContactId) -> Result<Contact, StoreError> {
         let row = sqlx::query(select_contacts!("WHERE id = ?"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -299,7 +300,7 @@ impl Store {
 
     /// Remembers the id `platform` gave a contact for `kind` (replacing an earlier one) as soon
     /// as it exists, so a crash between two remote calls never creates a second one.
-    pub async fn save_link(&self, contact_id: i64, platform: &str, kind: &str, value: &str) -> Result<(), StoreError> {
+    pub async fn save_link(&self, contact_id: ContactId, platform: &str, kind: &str, value: &str) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO contact_links (contact_id, platform, kind, value) VALUES (?, ?, ?, ?)
              ON CONFLICT (contact_id, platform, kind) DO UPDATE SET value = excluded.value",
@@ -314,7 +315,7 @@ impl Store {
     }
 
     /// Forgets a contact's `kind` id on `platform` (the object is gone on the platform's side).
-    pub async fn remove_link(&self, contact_id: i64, platform: &str, kind: &str) -> Result<(), StoreError> {
+    pub async fn remove_link(&self, contact_id: ContactId, platform: &str, kind: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM contact_links WHERE contact_id = ? AND platform = ? AND kind = ?")
             .bind(contact_id)
             .bind(platform)
@@ -352,7 +353,12 @@ impl Store {
 
     /// One more part of an outbound message was accepted by the channel: resume after it on a
     /// retry, and count it against the contact's window quota.
-    pub async fn record_part_sent(&self, message_id: &str, contact_id: i64, parts_sent: i64) -> Result<(), StoreError> {
+    pub async fn record_part_sent(
+        &self,
+        message_id: &BridgeMessageId,
+        contact_id: ContactId,
+        parts_sent: i64,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("UPDATE messages SET parts_sent = ? WHERE id = ?")
             .bind(parts_sent)
@@ -380,7 +386,7 @@ impl Store {
 /// Applies an inbound message's effect on the contact's reply window.
 async fn record_window(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    contact_id: i64,
+    contact_id: ContactId,
     change: WindowChange,
     now: i64,
 ) -> Result<(), sqlx::Error> {
@@ -509,18 +515,18 @@ mod tests {
         }
         store.migrate().await.unwrap();
 
-        let one = store.contact(1).await.unwrap();
+        let one = store.contact(ContactId(1)).await.unwrap();
         assert_eq!(one.channel_id, "o_one");
         assert_eq!(one.link("vonage", "user"), Some("USR-1"));
         assert_eq!(one.link("vonage", "conversation"), Some("CON-1"));
         assert_eq!(one.link("vonage", "member"), Some("MEM-1"));
-        let two = store.contact(2).await.unwrap();
+        let two = store.contact(ContactId(2)).await.unwrap();
         assert_eq!(two.links.len(), 1);
         assert_eq!(two.link("vonage", "user"), Some("USR-2"));
-        let three = store.contact(3).await.unwrap();
+        let three = store.contact(ContactId(3)).await.unwrap();
         assert_eq!((three.link("vonage", "user"), three.link("vonage", "member")), (Some("USR-3"), Some("MEM-3")));
         assert_eq!(three.link("vonage", "conversation"), None, "a conversation id belongs to one contact");
-        assert_eq!(store.contact_by_link("vonage", "conversation", "CON-1").await.unwrap().map(|c| c.id), Some(1));
+        assert_eq!(store.contact_by_link("vonage", "conversation", "CON-1").await.unwrap().map(|c| c.id), Some(ContactId(1)));
         assert!(store.has_link("vonage", "member", "MEM-3").await.unwrap());
         assert!(!store.has_link("vonage", "member", "USR-3").await.unwrap());
 

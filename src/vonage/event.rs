@@ -306,10 +306,13 @@ mod tests {
     #[test]
     fn a_huge_status_error_fits() {
         let report = StatusReport {
-            bridge_message_id: "b".into(),
+            bridge_message_id: crate::relay::ids::BridgeMessageId::from_raw("b"),
             platform_event_id: "e".repeat(10_000),
             delivered: false,
-            error: Some(crate::relay::message::ErrorInfo { code: Some("4".repeat(9_000)), message: "\u{1}".repeat(20_000) }),
+            error: Some(crate::relay::message::ErrorInfo {
+                code: Some(crate::relay::ids::ErrorCode::new("4".repeat(9_000))),
+                message: "\u{1}".repeat(20_000),
+            }),
             client_reference: None,
         };
         assert!(fits(&status_event(&report, Some("MEM-1"))["body"]));

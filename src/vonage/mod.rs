@@ -19,7 +19,7 @@ use futures_util::future::BoxFuture;
 use serde_json::json;
 
 use crate::config::VonageConfig;
-use crate::relay::message::{Contact, InboundMessage, StatusReport};
+use crate::relay::message::{BridgeMessageId, Contact, ErrorCode, InboundMessage, StatusReport};
 use crate::relay::{DeliveryError, Platform, Relay};
 use crate::store::Store;
 use client::{VonageClient, VonageError};
@@ -130,7 +130,7 @@ impl Platform for VonagePlatform {
         &'a self,
         contact: &'a Contact,
         msg: &'a InboundMessage,
-        bridge_message_id: &'a str,
+        bridge_message_id: &'a BridgeMessageId,
     ) -> BoxFuture<'a, Result<String, DeliveryError>> {
         Box::pin(self.post_message(contact, msg, bridge_message_id))
     }
@@ -202,6 +202,6 @@ fn classify(e: VonageError) -> DeliveryError {
     if e.is_retryable() {
         DeliveryError::Retry { after: e.retry_after(), reason: e.to_string() }
     } else {
-        DeliveryError::Permanent { code: e.code().map(str::to_string), reason: e.to_string() }
+        DeliveryError::Permanent { code: e.code().map(ErrorCode::from), reason: e.to_string() }
     }
 }

@@ -27,6 +27,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use super::PLATFORM;
 use crate::config::Secret;
+use crate::relay::ids::BridgeMessageId;
 use crate::relay::message::{Direction, MessageStatus, OutboundMessage, OutboundRecord};
 use crate::relay::{Channel, DeliveryError, Relay, outbound};
 use crate::store::{Accepted, IdempotencyKey, StoreError};
@@ -369,7 +370,7 @@ async fn send_message(State(api): State<MessagesApi>, headers: HeaderMap, body: 
     if let Err(DeliveryError::Permanent { code, reason }) = api.channel.check_window(&contact, api.channel.split(&message).len())
     {
         return Err(ApiError {
-            code,
+            code: code.map(|c| c.to_string()),
             ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reply-window", "The channel would refuse this message", reason)
         });
     }
@@ -418,17 +419,17 @@ async fn get_message(State(api): State<MessagesApi>, headers: HeaderMap, Path(id
         return Err(unauthorized());
     }
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, "unknown-message", "Unknown message", format!("no message {id}"));
-    let record = match api.relay.store.message(&id).await {
+    let record = match api.relay.store.message(&BridgeMessageId::from_raw(id.as_str())).await {
         Ok(record) if record.direction == Direction::Outbound && record.source == PLATFORM => record,
         Ok(_) | Err(StoreError::NotFound(_)) => return Err(not_found()),
         Err(e) => return Err(e.into()),
     };
     let client_reference = serde_json::from_str::<OutboundRecord>(&record.payload).ok().and_then(|r| r.client_reference);
     let state = MessageState {
-        id: record.id,
+        id: record.id.to_string(),
         status: record.status.into(),
         attempts: record.attempts,
-        error: record.last_error.map(|message| ErrorDetail { code: record.error_code, message }),
+        error: record.last_error.map(|message| ErrorDetail { code: record.error_code.map(|c| c.to_string()), message }),
         client_reference,
         created_at: super::event::rfc3339(record.created_at / 1000),
         delivered_at: record.delivered_at.map(|at| super::event::rfc3339(at / 1000)),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use standardwebhooks::{HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP, Webhook};
 
 use crate::relay::DeliveryError;
+use crate::relay::ids::ErrorCode;
 
 /// Per-request timeout: a stuck receiver must not hold a job longer than its lease.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -75,7 +76,7 @@ impl WebhookClient {
             format!("webhook receiver answered {status}{}", if text.is_empty() { String::new() } else { format!(": {text}") });
         match status {
             429 | 500.. | 300..=399 => Err(DeliveryError::Retry { reason, after }),
-            _ => Err(DeliveryError::Permanent { code: Some(status.to_string()), reason }),
+            _ => Err(DeliveryError::Permanent { code: Some(ErrorCode::new(status.to_string())), reason }),
         }
     }
 }

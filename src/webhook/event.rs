@@ -146,7 +146,7 @@ mod tests {
     #[test]
     fn status_carries_the_client_reference_and_the_error() {
         let report = StatusReport {
-            bridge_message_id: "B2".into(),
+            bridge_message_id: crate::relay::ids::BridgeMessageId::from_raw("B2"),
             platform_event_id: "e".into(),
             delivered: false,
             error: Some(ErrorInfo { code: Some("45015".into()), message: "window closed".into() }),

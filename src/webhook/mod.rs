@@ -15,6 +15,7 @@ use base64::Engine as _;
 use futures_util::future::BoxFuture;
 
 use crate::config::WebhookConfig;
+use crate::relay::ids::BridgeMessageId;
 use crate::relay::message::{Contact, InboundMessage, StatusReport};
 use crate::relay::{Channel, DeliveryError, Platform, Relay};
 use client::WebhookClient;
@@ -71,7 +72,7 @@ impl Platform for WebhookPlatform {
         &'a self,
         contact: &'a Contact,
         msg: &'a InboundMessage,
-        bridge_message_id: &'a str,
+        bridge_message_id: &'a BridgeMessageId,
     ) -> BoxFuture<'a, Result<String, DeliveryError>> {
         Box::pin(async move {
             let id = event::received_id(bridge_message_id);

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use super::client::{WeChatClient, WeChatError};
 use super::fetch_policy::FetchAllowlist;
 use super::media_fetch::{FetchError, MediaFetcher};
-use crate::relay::message::{Contact, OutboundMessage};
+use super::openid::OpenId;
+use crate::relay::message::{Contact, ErrorCode, OutboundMessage};
 use crate::relay::{Channel, DeliveryError};
 
 /// WeChat refuses texts over 2,048 bytes with 45002 (§6.2).
@@ -37,7 +38,8 @@ impl WeChatChannel {
     }
 
     /// The `custom/send` body for one part (§6.3), uploading media given by URL first.
-    async fn body(&self, openid: &str, msg: &OutboundMessage) -> Result<Value, DeliveryError> {
+    async fn body(&self, openid: &OpenId, msg: &OutboundMessage) -> Result<Value, DeliveryError> {
+        let openid = openid.as_str();
         let body = match msg.msg_type.as_str() {
             "text" => json!({"touser": openid, "msgtype": "text", "text": {"content": msg.content.clone().unwrap_or_default()}}),
             "image" | "voice" => {
@@ -117,7 +119,9 @@ impl Channel for WeChatChannel {
 
     fn send<'a>(&'a self, contact: &'a Contact, msg: &'a OutboundMessage) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(async move {
-            let body = self.body(&contact.channel_id, msg).await?;
+            let openid = OpenId::parse(&contact.channel_id)
+                .map_err(|e| DeliveryError::Permanent { code: None, reason: format!("contact's OpenID: {e}") })?;
+            let body = self.body(&openid, msg).await?;
             self.client.send(&body).await.map_err(classify)
         })
     }
@@ -153,7 +157,7 @@ fn classify(e: WeChatError) -> DeliveryError {
     if e.is_retryable() {
         DeliveryError::Retry { reason: e.to_string(), after: None }
     } else {
-        DeliveryError::Permanent { code: e.code().map(|c| c.to_string()), reason: e.to_string() }
+        DeliveryError::Permanent { code: e.code().map(|c| ErrorCode::new(c.to_string())), reason: e.to_string() }
     }
 }
 
@@ -181,7 +185,7 @@ mod tests {
     /// A contact whose window ends at `window_until` (5 replies allowed).
     fn contact(window_until: Option<i64>, window_sends: i64) -> Contact {
         Contact {
-            id: 1,
+            id: crate::relay::ids::ContactId(1),
             channel_id: "o_1".into(),
             account: "gh".into(),
             links: Default::default(),

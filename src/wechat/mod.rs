@@ -3,8 +3,8 @@
 //! becomes in the bridge (`inbound`), the webhook that verifies, decrypts, parses and accepts
 //! pushes (`webhook`), signed media links for agents (`media_link`), the API client (`client`) and
 //! the relay channel on top of it (`channel`), which downloads agents' media URLs through
-//! `media_fetch` under the address policy of `fetch_policy`; `setup`'s console values and the
-//! simulator (`sim`).
+//! `media_fetch` under the address policy of `fetch_policy`; customers' ids (`openid`);
+//! `setup`'s console values and the simulator (`sim`).
 
 pub mod channel;
 pub mod client;
@@ -14,6 +14,7 @@ pub mod inbound;
 pub mod media_fetch;
 pub mod media_link;
 pub mod message;
+pub mod openid;
 pub mod setup;
 pub mod signature;
 pub mod sim;

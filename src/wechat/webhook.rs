@@ -17,6 +17,7 @@ use serde::Deserialize;
 use super::crypto::{CryptoError, MessageCrypto};
 use super::media_link::MediaLinks;
 use super::message::{self, Push};
+use super::openid::OpenId;
 use super::signature;
 use crate::relay::{Relay, inbound};
 use crate::store::{Accepted, RequestNonce, StoreError};
@@ -185,7 +186,10 @@ pub fn verify_and_parse(
     } else {
         text.to_string()
     };
-    message::parse(&xml).map_err(|e| WebhookError::Malformed(e.to_string()))
+    let push = message::parse(&xml).map_err(|e| WebhookError::Malformed(e.to_string()))?;
+    // The sender becomes a contact and the recipient of replies: only a well-formed OpenID.
+    OpenId::parse(&push.from_user_name).map_err(|e| WebhookError::Malformed(format!("FromUserName: {e}")))?;
+    Ok(push)
 }
 
 /// `POST /webhooks/wechat`: a message push. Answers `success` once the message and its outbox

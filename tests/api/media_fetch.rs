@@ -15,6 +15,8 @@ use wechat_bridge::app::WorkerMode;
 use wechat_bridge::config::Config;
 use wechat_bridge::wechat::sim::PushMode;
 
+use wechat_bridge::relay::ids::BridgeMessageId;
+
 use crate::helpers::*;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -53,7 +55,7 @@ async fn send_image(app: &TestApp, conv: &str, agent: &str, url: &str) -> (Value
         .expect("the simulator accepts the agent's event");
     wait_for(&format!("the status of {url}"), WAIT, || async { statuses(app, conv).len() > before }).await;
     let status = statuses(app, conv)[before].clone();
-    let record = app.store.message(status["bridge_message_id"].as_str().unwrap()).await.unwrap();
+    let record = app.store.message(&BridgeMessageId::from_raw(status["bridge_message_id"].as_str().unwrap())).await.unwrap();
     (status, record)
 }
 

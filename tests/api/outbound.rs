@@ -10,6 +10,8 @@ use sha2::{Digest, Sha256};
 use wechat_bridge::app::WorkerMode;
 use wechat_bridge::wechat::sim::PushMode;
 
+use wechat_bridge::relay::ids::BridgeMessageId;
+
 use crate::helpers::*;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -59,7 +61,7 @@ async fn an_agent_reply_reaches_wechat_and_its_status_comes_back() {
     let status = &statuses(&app, &conv)[0];
     assert_eq!(status["status"], "delivered");
     assert_eq!(status["vonage_event_id"], event["id"].to_string());
-    let record = app.store.message(status["bridge_message_id"].as_str().unwrap()).await.unwrap();
+    let record = app.store.message(&BridgeMessageId::from_raw(status["bridge_message_id"].as_str().unwrap())).await.unwrap();
     assert_eq!((record.direction.as_str(), record.status.as_str()), ("outbound", "delivered"));
     // Echoes: the bridge's own inbound and status events came back through the webhook and were
     // ignored, so exactly one message went to WeChat and nothing loops.
@@ -158,7 +160,7 @@ async fn outside_the_48_hour_window_the_reply_fails_at_once_with_a_status_event(
     let status = &statuses(&app, &conv)[0];
     assert_eq!(status["status"], "failed");
     assert_eq!(status["error"]["code"], "45015");
-    let record = app.store.message(status["bridge_message_id"].as_str().unwrap()).await.unwrap();
+    let record = app.store.message(&BridgeMessageId::from_raw(status["bridge_message_id"].as_str().unwrap())).await.unwrap();
     assert_eq!((record.status.as_str(), record.attempts), ("failed", 1), "a permanent error is not retried");
 }
 

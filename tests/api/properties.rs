@@ -990,3 +990,24 @@ fn many_event_fields_fit() {
     };
     check_body(&msg).unwrap();
 }
+
+/// Found by the `event_body` fuzz target (fuzz/RESULTS.md): a ToUserName of 1,009 control
+/// characters (6 bytes each once JSON-escaped) and an empty `content`. Nothing is left that
+/// the builder knows how to cut, so it returns a 6,200-byte body instead of hanging.
+#[test]
+fn an_escaped_account_with_empty_content_fits() {
+    let msg = InboundMessage {
+        account: "\u{7}".repeat(1009),
+        sender: String::new(),
+        msg_type: "text".into(),
+        msg_id: None,
+        create_time: 0,
+        content: String::new(),
+        media: None,
+        location: None,
+        link: None,
+        file: None,
+        event: None,
+    };
+    check_body(&msg).unwrap();
+}

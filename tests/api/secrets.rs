@@ -179,6 +179,8 @@ fn secrets(sims: &Sims) -> Vec<(String, String)> {
 
 /// Asserts no secret appears in `output`; names each leak and the first line that shows it.
 fn assert_no_secrets(output: &str, sims: &Sims, format: &str) {
+    // Written to a file, not a terminal: plain text (colour codes would garble log collectors).
+    assert!(!output.contains('\u{1b}'), "{format} log written to a file has colour codes");
     let output = &strip_ansi(output);
     assert!(output.contains("wechat push stored"), "{format} log is trivial:\n{output}");
     assert!(output.contains("delivered"), "{format} log is trivial:\n{output}");

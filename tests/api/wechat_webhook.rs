@@ -315,3 +315,13 @@ async fn a_message_with_an_empty_msgid_is_400_and_stores_nothing() {
     }
     assert_nothing_stored(&app).await;
 }
+
+#[tokio::test]
+async fn a_push_from_a_malformed_openid_is_400_and_stores_nothing() {
+    let app = spawn_app_with(WorkerMode::Manual, |_| {}).await;
+    for from in ["o".repeat(10_000), "o<script>".to_string(), "o user".to_string()] {
+        let push = app.wechat.text(&from, "hostile sender");
+        assert_eq!(app.push(&push, PushMode::Safe).await.status, 400, "{}", &from[..from.len().min(20)]);
+    }
+    assert_nothing_stored(&app).await;
+}
