@@ -60,40 +60,20 @@ pub async fn run_with(
         return run_webhook(listen, once, shutdown).await;
     }
     let (private_pem, public_pem) = crate::vonage::sim::keys::generate_rsa_keypair();
-    let wechat = WeChatSim::new(WeChatSimConfig {
-        app_id: APP_ID.into(),
-        app_secret: "demo-secret".into(),
-        token: "demo-token".into(),
-        encoding_aes_key: Some(AES_KEY.into()),
-        account: ACCOUNT.into(),
-    });
+    let wechat = wechat_sim();
     let vonage = VonageSim::new(VonageSimConfig {
         signature_secret: Some(SIGNATURE_SECRET.into()),
         ..VonageSimConfig::new("demo-application", public_pem)
     });
     let wechat_base = serve(wechat.router()).await?;
     let vonage_base = serve(vonage.router()).await?;
-    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let db = dir.path().join("demo.db");
-    let settings = [
-        ("BRIDGE_LISTEN", listen.to_string()),
-        ("BRIDGE_DATABASE_URL", format!("sqlite://{}", db.display())),
-        ("WECHAT_TOKEN", "demo-token".into()),
-        ("WECHAT_APP_ID", APP_ID.into()),
-        ("WECHAT_APP_SECRET", "demo-secret".into()),
-        ("WECHAT_ENCODING_AES_KEY", AES_KEY.into()),
-        ("WECHAT_API_BASE", wechat_base),
+    let platform = vec![
         ("VONAGE_APPLICATION_ID", "demo-application".into()),
         ("VONAGE_PRIVATE_KEY", private_pem),
         ("VONAGE_API_BASE", vonage_base),
         ("VONAGE_SIGNATURE_SECRET", SIGNATURE_SECRET.into()),
-        ("BRIDGE_RETRY_BASE_MS", "200".into()),
-        // The demo's media servers are on loopback, which agents' media URLs may not reach by default.
-        ("BRIDGE_MEDIA_FETCH_ALLOWLIST", "127.0.0.0/8,::1/128".into()),
     ];
-    let mut config = Config::from_lookup(|key| settings.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()))?;
-    config.open_admin = true;
-    let mut app = Application::build(config, WorkerMode::Background).await?;
+    let (mut app, _dir, db) = build_bridge(listen, wechat_base, platform).await?;
     let address = format!("http://127.0.0.1:{}", app.port());
     app.set_demo(DemoHooks {
         wechat: wechat.clone(),
@@ -103,10 +83,7 @@ pub async fn run_with(
     let store = app.store().clone();
     // Vonage delivers every conversation event to the bridge's RTC webhook, signed.
     vonage.set_rtc_event_url(Some(format!("{address}/webhooks/vonage/rtc")));
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stop_rx.await;
-    }));
+    let (stop_tx, server) = start(app);
 
     println!("wechat-bridge demo: bridge on {address}, database {}", db.display());
     println!("WeChat users write to Official Account {ACCOUNT} (safe mode, AES); an agent answers on Vonage.\n");
@@ -161,6 +138,54 @@ pub async fn run_with(
     finish(once, failures, &address, stop_tx, server, shutdown).await
 }
 
+/// The demo's WeChat simulator: one Official Account in safe (AES) mode.
+fn wechat_sim() -> WeChatSim {
+    WeChatSim::new(WeChatSimConfig {
+        app_id: APP_ID.into(),
+        app_secret: "demo-secret".into(),
+        token: "demo-token".into(),
+        encoding_aes_key: Some(AES_KEY.into()),
+        account: ACCOUNT.into(),
+    })
+}
+
+/// The bridge on a fresh database in a temporary directory (kept while the returned guard
+/// lives), pointed at the WeChat simulator on `wechat_base`, with the `platform`'s settings.
+async fn build_bridge(
+    listen: &str,
+    wechat_base: String,
+    platform: Vec<(&'static str, String)>,
+) -> anyhow::Result<(Application, tempfile::TempDir, std::path::PathBuf)> {
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let db = dir.path().join("demo.db");
+    let mut settings = vec![
+        ("BRIDGE_LISTEN", listen.to_string()),
+        ("BRIDGE_DATABASE_URL", format!("sqlite://{}", db.display())),
+        ("WECHAT_TOKEN", "demo-token".into()),
+        ("WECHAT_APP_ID", APP_ID.into()),
+        ("WECHAT_APP_SECRET", "demo-secret".into()),
+        ("WECHAT_ENCODING_AES_KEY", AES_KEY.into()),
+        ("WECHAT_API_BASE", wechat_base),
+        ("BRIDGE_RETRY_BASE_MS", "200".into()),
+        // The demo's media servers are on loopback, which agents' media URLs may not reach by default.
+        ("BRIDGE_MEDIA_FETCH_ALLOWLIST", "127.0.0.0/8,::1/128".into()),
+    ];
+    settings.extend(platform);
+    let mut config = Config::from_lookup(|key| settings.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()))?;
+    config.open_admin = true;
+    let app = Application::build(config, WorkerMode::Background).await?;
+    Ok((app, dir, db))
+}
+
+/// Serves `app` until the returned sender fires.
+fn start(app: Application) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stop_rx.await;
+    }));
+    (stop_tx, server)
+}
+
 /// Stops after the exchange (`once`, or a failure: an error naming every failed step), or keeps
 /// the console served until `shutdown`.
 async fn finish(
@@ -194,36 +219,17 @@ async fn run_webhook(
     once: bool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let wechat = WeChatSim::new(WeChatSimConfig {
-        app_id: APP_ID.into(),
-        app_secret: "demo-secret".into(),
-        token: "demo-token".into(),
-        encoding_aes_key: Some(AES_KEY.into()),
-        account: ACCOUNT.into(),
-    });
+    let wechat = wechat_sim();
     let receiver = Receiver::new(WEBHOOK_SECRET).map_err(anyhow::Error::msg)?;
     let wechat_base = serve(wechat.router()).await?;
     let receiver_url = format!("{}/events", serve(receiver.router()).await?);
-    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let db = dir.path().join("demo.db");
-    let settings = [
-        ("BRIDGE_LISTEN", listen.to_string()),
-        ("BRIDGE_DATABASE_URL", format!("sqlite://{}", db.display())),
-        ("WECHAT_TOKEN", "demo-token".into()),
-        ("WECHAT_APP_ID", APP_ID.into()),
-        ("WECHAT_APP_SECRET", "demo-secret".into()),
-        ("WECHAT_ENCODING_AES_KEY", AES_KEY.into()),
-        ("WECHAT_API_BASE", wechat_base),
+    let platform = vec![
         ("BRIDGE_PLATFORM", "webhook".into()),
         ("PLATFORM_WEBHOOK_URL", receiver_url.clone()),
         ("PLATFORM_WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
         ("PLATFORM_API_TOKEN", API_TOKEN.into()),
-        ("BRIDGE_RETRY_BASE_MS", "200".into()),
-        ("BRIDGE_MEDIA_FETCH_ALLOWLIST", "127.0.0.0/8,::1/128".into()),
     ];
-    let mut config = Config::from_lookup(|key| settings.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()))?;
-    config.open_admin = true;
-    let mut app = Application::build(config, WorkerMode::Background).await?;
+    let (mut app, _dir, db) = build_bridge(listen, wechat_base, platform).await?;
     let address = format!("http://127.0.0.1:{}", app.port());
     let messages_url = format!("{address}/api/v1/messages");
     app.set_demo(DemoHooks {
@@ -232,10 +238,7 @@ async fn run_webhook(
         webhook_url: format!("{address}/webhooks/wechat"),
     });
     let store = app.store().clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stop_rx.await;
-    }));
+    let (stop_tx, server) = start(app);
 
     println!("wechat-bridge demo: bridge on {address}, database {}", db.display());
     println!("WeChat users write to Official Account {ACCOUNT} (safe mode, AES); an app gets signed webhooks at");

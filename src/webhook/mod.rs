@@ -74,12 +74,7 @@ impl Platform for WebhookPlatform {
         msg: &'a InboundMessage,
         bridge_message_id: &'a BridgeMessageId,
     ) -> BoxFuture<'a, Result<String, DeliveryError>> {
-        Box::pin(async move {
-            let id = event::received_id(bridge_message_id);
-            let body = event::received(self.channel, contact, msg, bridge_message_id);
-            self.client.send(&id, &body).await?;
-            Ok(id)
-        })
+        Box::pin(self.post(event::received_id(bridge_message_id), event::received(self.channel, contact, msg, bridge_message_id)))
     }
 
     fn report_status<'a>(
@@ -88,12 +83,15 @@ impl Platform for WebhookPlatform {
         _conversation_id: &'a str,
         report: &'a StatusReport,
     ) -> BoxFuture<'a, Result<String, DeliveryError>> {
-        Box::pin(async move {
-            let id = event::status_id(&report.bridge_message_id);
-            let body = event::status(report);
-            self.client.send(&id, &body).await?;
-            Ok(id)
-        })
+        Box::pin(self.post(event::status_id(&report.bridge_message_id), event::status(report)))
+    }
+}
+
+impl WebhookPlatform {
+    /// Delivers the event `id`; its id is the platform's event id.
+    async fn post(&self, id: String, body: Vec<u8>) -> Result<String, DeliveryError> {
+        self.client.send(&id, &body).await?;
+        Ok(id)
     }
 }
 
