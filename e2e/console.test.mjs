@@ -16,6 +16,8 @@ const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const artifacts = path.join(here, 'artifacts');
 
 let demo, browser, page, base;
+// The agent side the demo runs: the console must work the same for each (CI runs both).
+const platform = process.env.DEMO_PLATFORM || 'vonage';
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -31,7 +33,7 @@ function freePort() {
 before(async () => {
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  demo = spawn(binary, ['demo', '--listen', `127.0.0.1:${port}`], { env: { ...process.env, RUST_LOG: 'warn' } });
+  demo = spawn(binary, ['demo', '--platform', platform, '--listen', `127.0.0.1:${port}`], { env: { ...process.env, RUST_LOG: 'warn' } });
   let out = '';
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`demo did not start:\n${out}`)), 60_000);
@@ -91,7 +93,7 @@ test('a message typed on the phone reaches the agent, the reply is delivered, a 
   await page.goto(`${base}/#demo`);
   await page.locator('#agent .bubble.outbound[data-status="delivered"]').first().waitFor();
   mkdirSync(artifacts, { recursive: true });
-  await page.screenshot({ path: path.join(artifacts, 'console.png'), fullPage: true });
+  await page.screenshot({ path: path.join(artifacts, platform === 'vonage' ? 'console.png' : `console-${platform}.png`), fullPage: true });
 
   const health = await (await fetch(`${base}/api/health`)).json();
   assert.equal(health.messages.failed, 0, 'the retried reply is no longer failed');
