@@ -103,7 +103,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves; then stops accepting, ends the live streams, gives
-    /// in-flight requests `http::server::SHUTDOWN_GRACE` and drops the rest; the worker stops between jobs.
+    /// in-flight requests `http::server::SHUTDOWN_GRACE` and drops the rest; the worker lets running jobs
+    /// finish for `shutdown_grace`, then releases the rest.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let worker_task = (self.mode == WorkerMode::Background).then(|| {

@@ -248,6 +248,9 @@ pub struct StatusReport {
     pub error: Option<ErrorInfo>,
     /// The sender's reference given with the message, if any.
     pub client_reference: Option<String>,
+    /// Which report of this message this is (a retried failure is reported again): the same on
+    /// every delivery attempt of one report, different between reports.
+    pub report_seq: i64,
 }
 
 /// An error as the channel reported it (WeChat errcode and errmsg).

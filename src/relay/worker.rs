@@ -12,6 +12,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use rand::RngExt;
 use tokio::task::{self, JoinSet};
 
@@ -104,11 +105,13 @@ impl Worker {
             }
         }
         tasks.shutdown().await;
-        for job in running.values() {
-            match self.store.release_job(job).await {
-                Ok(_) => tracing::info!(job = job.id, message = %job.message_id, "job released at shutdown"),
-                Err(e) => tracing::warn!(job = job.id, error = %e, "releasing a job failed; it runs again after its lease"),
-            }
+        // One transaction for all, and bounded: a locked database must not hold up the exit
+        // (a job not released runs again once its lease ends).
+        let jobs: Vec<ClaimedJob> = running.into_values().collect();
+        match tokio::time::timeout(Duration::from_secs(2), self.store.release_jobs(&jobs)).await {
+            Ok(Ok(released)) => tracing::info!(released, "running jobs released at shutdown"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "releasing jobs failed; they run again after their lease"),
+            Err(_) => tracing::warn!("releasing jobs timed out; they run again after their lease"),
         }
     }
 
@@ -127,7 +130,9 @@ impl Worker {
     /// One attempt at `job`, bounded by `job_timeout`, its lease renewed while it runs; then the
     /// outcome is recorded.
     async fn execute(self: Arc<Self>, job: ClaimedJob) {
-        let attempt = self.attempt(&job);
+        // A panic in an adapter is a bug, but it must fail this message alone: caught, it is a
+        // permanent failure recorded like any other, instead of a job that runs again forever.
+        let attempt = std::panic::AssertUnwindSafe(self.attempt(&job)).catch_unwind();
         tokio::pin!(attempt);
         let deadline = tokio::time::sleep(self.config.job_timeout);
         tokio::pin!(deadline);
@@ -135,14 +140,24 @@ impl Worker {
         renew.tick().await; // the first tick is immediate
         let outcome = loop {
             tokio::select! {
-                outcome = &mut attempt => break outcome,
+                outcome = &mut attempt => break outcome.unwrap_or_else(|panic| Err(DeliveryError::Permanent {
+                    code: None,
+                    reason: format!("internal error: {}", panic_text(&*panic)),
+                })),
                 _ = &mut deadline => break Err(DeliveryError::Retry {
                     reason: format!("timed out after {} s", self.config.job_timeout.as_secs()),
                     after: None,
                 }),
                 _ = renew.tick() => {
-                    if let Err(e) = self.store.renew_lease(&job, self.config.lease.as_millis() as i64).await {
-                        tracing::warn!(job = job.id, error = %e, "renewing a job's lease failed");
+                    match self.store.renew_lease(&job, self.config.lease.as_millis() as i64).await {
+                        Ok(true) => {}
+                        // The lease ran out and another worker holds the job now: stop, so it is
+                        // not sent twice at once; that worker records the outcome.
+                        Ok(false) => {
+                            tracing::warn!(job = job.id, message = %job.message_id, "lease lost; attempt abandoned");
+                            return;
+                        }
+                        Err(e) => tracing::warn!(job = job.id, error = %e, "renewing a job's lease failed"),
                     }
                 }
             }
@@ -223,9 +238,19 @@ impl Worker {
             error: (!delivered)
                 .then(|| ErrorInfo { code: record.error_code.clone(), message: record.last_error.clone().unwrap_or_default() }),
             client_reference: outbound.client_reference,
+            report_seq: job.id,
         };
         self.platform.report_status(&contact, &outbound.conversation_id, &report).await
     }
+}
+
+/// A panic's message, when it has one.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }
 
 /// The task that ended (a panicked job's lease simply runs out, and it is claimed again).
@@ -259,6 +284,99 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::relay::message::{BridgeMessageId, Contact, OutboundMessage};
+    use crate::store::{Accepted, NewMessage, WindowChange};
+    use futures_util::future::BoxFuture;
+
+    /// A platform whose adapter has a bug: it panics on every delivery.
+    struct PanickingPlatform;
+
+    impl Platform for PanickingPlatform {
+        fn name(&self) -> &'static str {
+            "broken"
+        }
+        fn link_kinds(&self) -> &'static [&'static str] {
+            &[]
+        }
+        fn deliver_inbound<'a>(
+            &'a self,
+            _: &'a Contact,
+            _: &'a InboundMessage,
+            _: &'a BridgeMessageId,
+        ) -> BoxFuture<'a, Result<String, DeliveryError>> {
+            Box::pin(async { panic!("adapter bug") })
+        }
+        fn report_status<'a>(
+            &'a self,
+            _: &'a Contact,
+            _: &'a str,
+            _: &'a StatusReport,
+        ) -> BoxFuture<'a, Result<String, DeliveryError>> {
+            Box::pin(async { panic!("adapter bug") })
+        }
+    }
+
+    struct NoChannel;
+
+    impl Channel for NoChannel {
+        fn split(&self, msg: &OutboundMessage) -> Vec<OutboundMessage> {
+            vec![msg.clone()]
+        }
+        fn check_window(&self, _: &Contact, _: usize) -> Result<(), DeliveryError> {
+            Ok(())
+        }
+        fn send<'a>(&'a self, _: &'a Contact, _: &'a OutboundMessage) -> BoxFuture<'a, Result<(), DeliveryError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_adapter_fails_its_message_alone_instead_of_retrying_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("w.db").display())).await.unwrap();
+        store.migrate().await.unwrap();
+        let payload = serde_json::to_string(&InboundMessage {
+            account: "gh".into(),
+            sender: "o_1".into(),
+            msg_type: "text".into(),
+            msg_id: Some("1".into()),
+            create_time: 0,
+            content: "hi".into(),
+            media: None,
+            location: None,
+            link: None,
+            file: None,
+            event: None,
+        })
+        .unwrap();
+        let message = NewMessage {
+            channel: "test",
+            channel_id: "o_1",
+            account: "gh",
+            direction: crate::relay::message::Direction::Inbound,
+            source: "test",
+            external_id: "1",
+            msg_type: "text",
+            payload: &payload,
+            kind: JobKind::DeliverInbound,
+            window: WindowChange::Keep,
+            nonce: None,
+            idempotency: None,
+        };
+        let Accepted::New(id) = store.accept(&message).await.unwrap() else { panic!("stored") };
+        let worker = Arc::new(Worker::new(
+            store.clone(),
+            Arc::new(PanickingPlatform),
+            Arc::new(NoChannel),
+            RelayConfig::default(),
+            Signals::default(),
+        ));
+        assert_eq!(worker.run_once().await.unwrap(), 1);
+        let record = store.message(&id).await.unwrap();
+        assert_eq!(record.status, "failed");
+        assert!(record.last_error.unwrap().contains("adapter bug"));
+        assert_eq!(store.outbox_depth().await.unwrap(), 0, "nothing left to run again");
+    }
 
     #[test]
     fn backoff_grows_exponentially_within_jitter_and_cap() {

@@ -31,14 +31,16 @@ pub struct StoredResponse {
 }
 
 /// Records `key` with the answer for message `message_id`, dropping keys past their retention.
+/// Fails with [`StoreError::KeyTaken`] when another request recorded the key first (two
+/// instances racing): the caller's transaction is then rolled back and nothing is stored.
 pub(super) async fn record(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     key: &IdempotencyKey<'_>,
     message_id: &str,
     now: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?").bind(now - RETAIN_MS).execute(&mut **tx).await?;
-    sqlx::query(
+    let taken = sqlx::query(
         "INSERT INTO idempotency_keys (scope, key, body_hash, response_status, response_body, created_at)
          VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     )
@@ -50,6 +52,9 @@ pub(super) async fn record(
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    if taken.rows_affected() == 0 {
+        return Err(StoreError::KeyTaken);
+    }
     Ok(())
 }
 

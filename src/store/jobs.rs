@@ -255,19 +255,29 @@ impl Store {
         Ok(renewed)
     }
 
-    /// The worker stops before the job finished (shutdown): hand it back, due now, so the next
-    /// start or another instance runs it without waiting for the lease.
-    pub async fn release_job(&self, job: &ClaimedJob) -> Result<bool, StoreError> {
-        let released = sqlx::query(
-            "UPDATE jobs SET state = 'pending', due_at = ?, claim_token = NULL WHERE id = ? AND claim_token = ? AND state = 'running'",
-        )
-        .bind(now_ms())
-        .bind(job.id)
-        .bind(&job.claim_token)
-        .execute(self.pool())
-        .await?
-        .rows_affected()
-            == 1;
+    /// The worker stops before these jobs finished (shutdown): hand them back, due now, so the
+    /// next start or another instance runs them without waiting for their leases. Jobs that
+    /// finished meanwhile, or whose lease another worker took, are left alone. Returns how many
+    /// were released.
+    pub async fn release_jobs(&self, jobs: &[ClaimedJob]) -> Result<u64, StoreError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut released = 0;
+        for job in jobs {
+            released += sqlx::query(
+                "UPDATE jobs SET state = 'pending', due_at = ?, claim_token = NULL
+                 WHERE id = ? AND claim_token = ? AND state = 'running'",
+            )
+            .bind(now_ms())
+            .bind(job.id)
+            .bind(&job.claim_token)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
         Ok(released)
     }
 

@@ -34,6 +34,9 @@ pub enum StoreError {
     /// The request's nonce was used before within its window: a replay, not a retry.
     #[error("request nonce was used before")]
     Replay,
+    /// Another request recorded this idempotency key first; nothing was stored.
+    #[error("idempotency key was recorded by another request")]
+    KeyTaken,
 }
 
 /// The result of accepting a message from one side.
@@ -118,7 +121,13 @@ pub struct MessageRecord {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// When `ping` last succeeded (Unix ms): `/readyz` needs no token, so its write probe runs at
+    /// most once a second however often it is asked.
+    last_ready_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
+
+/// How long a successful readiness probe stands.
+const READY_CACHE_MS: i64 = 1000;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -150,7 +159,7 @@ impl Store {
             .before_acquire(|conn, _meta| Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) }))
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self { pool, last_ready_ms: Default::default() })
     }
 
     /// Applies the embedded migrations.
@@ -164,6 +173,10 @@ impl Store {
     /// that cannot grow fails here at once), and one row is rewritten and committed (a full disk
     /// or an I/O error fails the commit's write-ahead log append).
     pub async fn ping(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if now_ms() - self.last_ready_ms.load(Ordering::Relaxed) < READY_CACHE_MS {
+            return Ok(());
+        }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("INSERT INTO readiness_probe (pad) VALUES (zeroblob(16384))").execute(&mut *tx).await?;
         tx.rollback().await?;
@@ -171,6 +184,7 @@ impl Store {
             .bind(now_ms())
             .execute(&self.pool)
             .await?;
+        self.last_ready_ms.store(now_ms(), Ordering::Relaxed);
         Ok(())
     }
 

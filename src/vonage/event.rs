@@ -314,6 +314,7 @@ mod tests {
                 message: "\u{1}".repeat(20_000),
             }),
             client_reference: None,
+            report_seq: 1,
         };
         assert!(fits(&status_event(&report, Some("MEM-1"))["body"]));
     }

@@ -30,7 +30,7 @@ use crate::config::Secret;
 use crate::relay::ids::BridgeMessageId;
 use crate::relay::message::{Direction, MessageStatus, OutboundMessage, OutboundRecord};
 use crate::relay::{Channel, DeliveryError, Relay, outbound};
-use crate::store::{Accepted, IdempotencyKey, StoreError};
+use crate::store::{Accepted, IdempotencyKey, StoreError, StoredResponse};
 
 /// Longest `client_reference`, in characters.
 pub const MAX_CLIENT_REFERENCE: usize = 256;
@@ -340,17 +340,7 @@ async fn send_message(State(api): State<MessagesApi>, headers: HeaderMap, body: 
                 )
             })?;
             if let Some(first) = api.relay.store.idempotent_response(KEY_SCOPE, key).await? {
-                if first.body_hash != body_hash {
-                    return Err(ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "idempotency-key-reused",
-                        "Idempotency-Key is already used",
-                        "this key was used with another request body",
-                    ));
-                }
-                let mut response = json_response(StatusCode::from_u16(first.status).unwrap_or(StatusCode::ACCEPTED), first.body);
-                response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-                return Ok(response);
+                return replay(first, &body_hash);
             }
             Some(claim)
         }
@@ -376,7 +366,9 @@ async fn send_message(State(api): State<MessagesApi>, headers: HeaderMap, body: 
     }
     let record = OutboundRecord {
         conversation_id: contact.channel_id.clone(),
-        platform_event_id: key.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        // Always a fresh id: the key's table decides what is a repeat (and forgets after 24 h),
+        // so a key reused later with another body is a new message, never a silent duplicate.
+        platform_event_id: uuid::Uuid::new_v4().to_string(),
         message,
         client_reference,
     };
@@ -388,18 +380,34 @@ async fn send_message(State(api): State<MessagesApi>, headers: HeaderMap, body: 
         response_body: accepted_body,
     });
     let relay = &api.relay;
-    let id =
-        match outbound::accept_record(&relay.store, &relay.signals, api.channel_name, PLATFORM, &contact, &record, idempotency)
-            .await?
-        {
-            Accepted::New(id) => {
-                tracing::info!(message = %id, "api/v1: outbound message stored");
-                id
-            }
-            // The same key after its record was pruned, or from another instance at the same moment.
-            Accepted::Duplicate(id) => id,
-        };
+    let accepted =
+        outbound::accept_record(&relay.store, &relay.signals, api.channel_name, PLATFORM, &contact, &record, idempotency).await;
+    let id = match accepted {
+        Ok(Accepted::New(id) | Accepted::Duplicate(id)) => id,
+        // Another instance stored a request with this key meanwhile: its answer, or 422.
+        Err(StoreError::KeyTaken) => {
+            let first = relay.store.idempotent_response(KEY_SCOPE, key.as_deref().unwrap_or_default()).await?;
+            return first.map_or_else(|| Err(StoreError::KeyTaken.into()), |first| replay(first, &body_hash));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!(message = %id, "api/v1: outbound message stored");
     Ok(json_response(StatusCode::ACCEPTED, accepted_body(&id)))
+}
+
+/// The first answer to an `Idempotency-Key`, for a repeat with the same body; 422 for another body.
+fn replay(first: StoredResponse, body_hash: &str) -> Result<Response, ApiError> {
+    if first.body_hash != body_hash {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "Idempotency-Key is already used",
+            "this key was used with another request body",
+        ));
+    }
+    let mut response = json_response(StatusCode::from_u16(first.status).unwrap_or(StatusCode::ACCEPTED), first.body);
+    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    Ok(response)
 }
 
 /// A message's delivery status.

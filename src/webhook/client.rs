@@ -11,7 +11,7 @@ use standardwebhooks::{HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHO
 use crate::relay::DeliveryError;
 use crate::relay::ids::ErrorCode;
 
-/// Per-request timeout: a stuck receiver must not hold a job longer than its lease.
+/// Per-request timeout: a stuck receiver holds its contact's queue no longer than this.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most this much of an answer is read (for the error text).
 const MAX_RESPONSE_BYTES: usize = 4096;

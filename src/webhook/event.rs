@@ -17,9 +17,11 @@ pub fn received_id(bridge_message_id: &str) -> String {
     format!("msg_{bridge_message_id}")
 }
 
-/// The `webhook-id` of an outbound message's `message.status`.
-pub fn status_id(bridge_message_id: &str) -> String {
-    format!("status_{bridge_message_id}")
+/// The `webhook-id` of one `message.status` of an outbound message: the same on every retry of
+/// that report, but a new one when a failed message is retried and reported again, so a receiver
+/// that deduplicates on the id never drops the later outcome.
+pub fn status_id(bridge_message_id: &str, report_seq: i64) -> String {
+    format!("status_{bridge_message_id}_{report_seq}")
 }
 
 #[derive(Serialize)]
@@ -151,6 +153,7 @@ mod tests {
             delivered: false,
             error: Some(ErrorInfo { code: Some("45015".into()), message: "window closed".into() }),
             client_reference: Some("order-7".into()),
+            report_seq: 1,
         };
         let event: Value = serde_json::from_slice(&status(&report)).unwrap();
         assert_eq!(event["type"], "message.status");
@@ -159,6 +162,6 @@ mod tests {
             json!({"bridge_message_id": "B2", "client_reference": "order-7", "status": "failed",
                    "error": {"code": "45015", "message": "window closed"}})
         );
-        assert!(!received_id("B2").contains('.') && received_id("B2") != status_id("B2"));
+        assert!(!received_id("B2").contains('.') && received_id("B2") != status_id("B2", 1));
     }
 }

@@ -83,7 +83,7 @@ impl Platform for WebhookPlatform {
         _conversation_id: &'a str,
         report: &'a StatusReport,
     ) -> BoxFuture<'a, Result<String, DeliveryError>> {
-        Box::pin(self.post(event::status_id(&report.bridge_message_id), event::status(report)))
+        Box::pin(self.post(event::status_id(&report.bridge_message_id, report.report_seq), event::status(report)))
     }
 }
 

@@ -7,7 +7,6 @@ use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
 use super::client::{WeChatClient, WeChatError};
-use super::fetch_policy::FetchAllowlist;
 use super::media_fetch::{FetchError, MediaFetcher};
 use super::openid::OpenId;
 use crate::relay::message::{Contact, ErrorCode, OutboundMessage};
@@ -28,13 +27,10 @@ pub struct WeChatChannel {
 
 impl WeChatChannel {
     /// The channel on `client`; agents' media URLs may reach public addresses only.
-    pub fn new(client: Arc<WeChatClient>) -> Self {
-        Self { client, fetcher: MediaFetcher::new(FetchAllowlist::default()) }
-    }
-
-    /// Downloads agents' media URLs with `fetcher` (built from `BRIDGE_MEDIA_FETCH_ALLOWLIST`).
-    pub fn with_media_fetcher(self, fetcher: MediaFetcher) -> Self {
-        Self { fetcher, ..self }
+    /// Sends through `client`; downloads agents' media URLs with `fetcher` (built from
+    /// `BRIDGE_MEDIA_FETCH_ALLOWLIST`).
+    pub fn new(client: Arc<WeChatClient>, fetcher: MediaFetcher) -> Self {
+        Self { client, fetcher }
     }
 
     /// The `custom/send` body for one part (§6.3), uploading media given by URL first.
@@ -176,10 +172,14 @@ mod tests {
     use super::*;
     use crate::config::Secret;
     use crate::store::{Store, now_ms};
+    use crate::wechat::fetch_policy::FetchAllowlist;
 
     async fn channel() -> WeChatChannel {
         let store = Store::connect("sqlite::memory:").await.unwrap();
-        WeChatChannel::new(Arc::new(WeChatClient::new("http://127.0.0.1:9", "wx", Secret::new("s"), store)))
+        WeChatChannel::new(
+            Arc::new(WeChatClient::new("http://127.0.0.1:9", "wx", Secret::new("s"), store)),
+            MediaFetcher::new(FetchAllowlist::default()),
+        )
     }
 
     /// A contact whose window ends at `window_until` (5 replies allowed).

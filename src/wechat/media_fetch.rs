@@ -35,7 +35,7 @@ use super::fetch_policy::FetchAllowlist;
 pub const MAX_REDIRECTS: usize = 5;
 /// A file server that does not accept the connection in this time is down (retry later).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The whole download, within the outbox lease (60 s) with room for the upload to WeChat.
+/// The whole download, well within the job timeout (60 s) with room for the upload to WeChat.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Why an agent's media URL was not fetched. [`FetchError::is_retryable`] tells the outbox

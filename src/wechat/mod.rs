@@ -52,8 +52,7 @@ pub fn adapter<S: Clone + Send + Sync + 'static>(
     };
     let client =
         Arc::new(client::WeChatClient::new(&config.api_base, &config.app_id, config.app_secret.clone(), relay.store.clone()));
-    let channel =
-        channel::WeChatChannel::new(client.clone()).with_media_fetcher(media_fetch::MediaFetcher::new(media_fetch_allowlist));
+    let channel = channel::WeChatChannel::new(client.clone(), media_fetch::MediaFetcher::new(media_fetch_allowlist));
     let media_links = public_url.map(|url| Arc::new(media_link::MediaLinks::new(config.app_secret.expose(), url)));
     let routes = Router::new().merge(webhook::routes(hook, relay.clone(), media_links.clone())).merge(media_link::routes(
         media_links,

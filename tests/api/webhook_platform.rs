@@ -215,7 +215,7 @@ async fn an_api_message_reaches_wechat_and_its_status_comes_back_with_the_client
     assert_eq!(statuses.len(), 1);
     assert_eq!(statuses[0]["data"], json!({"bridge_message_id": id, "client_reference": "order-42", "status": "delivered"}));
     let status_delivery = app.receiver.deliveries().into_iter().find(|d| d.event["type"] == "message.status").unwrap();
-    assert_eq!(status_delivery.id, format!("status_{id}"));
+    assert!(status_delivery.id.starts_with(&format!("status_{id}_")), "{}", status_delivery.id);
 
     let (code, state) = status_of(&app, &id).await;
     assert_eq!(code, 200);
@@ -256,6 +256,16 @@ async fn a_failed_send_is_reported_with_the_channels_error() {
     );
     let (_, state) = status_of(&app, &id).await;
     assert_eq!((&state["status"], &state["error"]["code"]), (&json!("failed"), &json!("40003")));
+
+    // Retried from the console, it is delivered: the new outcome is a new event (its own
+    // webhook-id), so an app that deduplicates on webhook-id does not drop it.
+    let retried =
+        reqwest::Client::new().post(format!("{}/api/messages/{id}/retry", app.address)).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(retried.status(), 200);
+    app.run_worker().await;
+    app.run_worker().await;
+    let outcomes: Vec<Value> = app.receiver.events_of("message.status").iter().map(|e| e["data"]["status"].clone()).collect();
+    assert_eq!(outcomes, [json!("failed"), json!("delivered")]);
 }
 
 async fn problem(response: reqwest::Response) -> (u16, Value) {
@@ -340,12 +350,23 @@ async fn an_idempotency_key_replays_the_first_answer_and_sends_once() {
     assert_eq!(app.wechat.sent().len(), 1, "one send");
     // After delivery the replay is still the first answer (202 stored), and still sends nothing.
     let later = app.api_send(&body, Some("key-0001")).await;
-    assert_eq!((later.status().as_u16(), later.text().await.unwrap()), (202, first_body));
+    assert_eq!((later.status().as_u16(), later.text().await.unwrap()), (202, first_body.clone()));
     app.run_worker().await;
     assert_eq!(app.wechat.sent().len(), 1);
     let pool = db(&app).await;
     let keys: i64 = sqlx::query("SELECT COUNT(*) FROM idempotency_keys").fetch_one(&pool).await.unwrap().get(0);
     assert_eq!(keys, 1);
+
+    // 24 hours later the key is forgotten: reused with another body it is a new message, sent,
+    // never taken for the old one.
+    sqlx::query("UPDATE idempotency_keys SET created_at = 0").execute(&pool).await.unwrap();
+    let reused = app.api_send(&json!({"to": "o_idem", "content": "a day later"}), Some("key-0001")).await;
+    assert_eq!(reused.status(), 202);
+    assert_ne!(reused.text().await.unwrap(), first_body);
+    app.run_worker().await;
+    let sent = app.wechat.sent();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1]["text"]["content"], "a day later");
 }
 
 #[tokio::test]
