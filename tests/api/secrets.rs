@@ -234,3 +234,65 @@ async fn no_secret_in_debug_json_logs() {
     assert!(output.lines().any(|l| l.starts_with('{')), "JSON log lines");
     assert_no_secrets(&output, &sims, "json");
 }
+
+/// The `webhook` platform's secrets: its signing secret and the API token apps present.
+const WEBHOOK_SECRET: &str = "whsec_UzNjcmV0LXdlYmhvb2stc2lnbmluZy1rZXktMDE=";
+const API_TOKEN: &str = "S3cret-api-9d2e7f1c4b";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_in_debug_logs_of_the_webhook_platform() {
+    let sims = Sims::start(Duration::from_millis(50)).await;
+    let receiver = wechat_bridge::webhook::receiver::Receiver::new(WEBHOOK_SECRET).unwrap();
+    let receiver_url = format!("{}/events", helpers::serve(receiver.router()).await);
+    let work = Workdir::new();
+    let log = work.log("bridge.log");
+    let mut env = sims.env(work.dir.path(), binary::free_port());
+    for (key, value) in [
+        ("RUST_LOG", "debug"),
+        ("BRIDGE_PLATFORM", "webhook"),
+        ("PLATFORM_WEBHOOK_URL", receiver_url.as_str()),
+        ("PLATFORM_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("PLATFORM_API_TOKEN", API_TOKEN),
+    ] {
+        env.insert(key.into(), value.into());
+    }
+    let mut bridge = binary::start_ready(&mut env, &[], &log).await;
+    let address = bridge.address();
+    let text = sims.wechat.text(USER, "hello, webhook secrets test");
+    assert_eq!(sims.wechat.push(&format!("{address}/webhooks/wechat"), &text, PushMode::Safe).await.unwrap().body, "success");
+    wait_for("the signed message.received", || !receiver.events_of("message.received").is_empty()).await;
+    let client = reqwest::Client::new();
+    let send = |token: &'static str| {
+        client
+            .post(format!("{address}/api/v1/messages"))
+            .bearer_auth(token)
+            .json(&json!({"to": USER, "content": "a reply through the API", "client_reference": "r-1"}))
+            .send()
+    };
+    assert_eq!(send("not-the-token").await.unwrap().status(), 401);
+    assert_eq!(send(API_TOKEN).await.unwrap().status(), 202);
+    wait_for("the reply's message.status", || !receiver.events_of("message.status").is_empty()).await;
+    assert_eq!(receiver.rejected(), 0, "every event verified");
+    bridge.terminate().await;
+
+    let output = std::fs::read_to_string(&log).unwrap();
+    assert!(output.contains("DEBUG") && output.contains("delivered"), "the log is trivial:\n{output}");
+    let key_part = WEBHOOK_SECRET.trim_start_matches("whsec_");
+    let mut checked = vec![
+        ("webhook signing secret", WEBHOOK_SECRET.to_string()),
+        ("webhook signing key (base64)", key_part.to_string()),
+        ("API token", API_TOKEN.to_string()),
+        ("WeChat app secret", APP_SECRET.to_string()),
+        ("WeChat token", TOKEN.to_string()),
+        ("EncodingAESKey", AES_KEY.to_string()),
+    ];
+    checked.extend(sims.wechat_tokens.lock().unwrap().iter().map(|t| ("WeChat access_token", t.clone())));
+    let leaks: Vec<&str> = checked.iter().filter(|(_, v)| output.contains(v.as_str())).map(|(what, _)| *what).collect();
+    println!(
+        "secrets (webhook platform): {} values checked in {} lines, {} leaks",
+        checked.len(),
+        output.lines().count(),
+        leaks.len()
+    );
+    assert!(leaks.is_empty(), "leaked: {leaks:?}");
+}
