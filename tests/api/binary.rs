@@ -17,8 +17,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tempfile::TempDir;
-use wechat_bridge::vonage::sim::{VonageSim, VonageSimConfig};
-use wechat_bridge::wechat::sim::{WeChatSim, WeChatSimConfig};
+use wechat_bridge::vonage::sim::VonageSim;
+use wechat_bridge::wechat::sim::WeChatSim;
 
 use crate::helpers;
 
@@ -64,22 +64,12 @@ impl Sims {
     /// address given later with [`Sims::point_rtc_at`]. `rtc_retry_base` doubles per try,
     /// eight tries in all.
     pub async fn start(rtc_retry_base: Duration) -> Sims {
-        let wechat = WeChatSim::new(WeChatSimConfig {
-            app_id: APP_ID.into(),
-            app_secret: APP_SECRET.into(),
-            token: TOKEN.into(),
-            encoding_aes_key: Some(AES_KEY.into()),
-            account: ACCOUNT.into(),
-        });
-        let vonage = VonageSim::new(VonageSimConfig {
-            application_id: VONAGE_APP_ID.into(),
-            public_key_pem: helpers::keypair().1.clone(),
-            rtc_event_url: None,
-            signature_secret: Some(SIGNATURE_SECRET.into()),
-            api_key: "key".into(),
-            api_secret: "secret".into(),
+        let (wechat, vonage) = helpers::simulators(
+            &helpers::SimAccount { app_id: APP_ID, app_secret: APP_SECRET, token: TOKEN, aes_key: AES_KEY, account: ACCOUNT },
+            &helpers::keypair().1,
+            (VONAGE_APP_ID, SIGNATURE_SECRET),
             rtc_retry_base,
-        });
+        );
         let vonage_auth = Arc::new(Mutex::new(Vec::new()));
         let wechat_tokens = Arc::new(Mutex::new(Vec::new()));
         let rtc = Arc::new(Mutex::new(Vec::new()));

@@ -74,6 +74,42 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(WorkerMode::Background, |_| {}).await
 }
 
+/// The Official Account both simulators are configured with.
+pub struct SimAccount<'a> {
+    pub app_id: &'a str,
+    pub app_secret: &'a str,
+    pub token: &'a str,
+    pub aes_key: &'a str,
+    pub account: &'a str,
+}
+
+/// The WeChat simulator for `account`, and the Vonage one checking JWTs with `public_pem` for the
+/// application `vonage.0`, signing its RTC webhooks with `vonage.1`, retrying from `rtc_retry_base`.
+pub fn simulators(
+    account: &SimAccount<'_>,
+    public_pem: &str,
+    vonage: (&str, &str),
+    rtc_retry_base: Duration,
+) -> (WeChatSim, VonageSim) {
+    let wechat = WeChatSim::new(WeChatSimConfig {
+        app_id: account.app_id.into(),
+        app_secret: account.app_secret.into(),
+        token: account.token.into(),
+        encoding_aes_key: Some(account.aes_key.into()),
+        account: account.account.into(),
+    });
+    let vonage = VonageSim::new(VonageSimConfig {
+        application_id: vonage.0.into(),
+        public_key_pem: public_pem.into(),
+        rtc_event_url: None,
+        signature_secret: Some(vonage.1.into()),
+        api_key: "key".into(),
+        api_secret: "secret".into(),
+        rtc_retry_base,
+    });
+    (wechat, vonage)
+}
+
 /// The bridge with settings changed by `adjust`.
 pub async fn spawn_app_with(mode: WorkerMode, adjust: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
     spawn_app_with_platform(TestPlatform::Vonage, mode, adjust).await
@@ -86,22 +122,12 @@ pub async fn spawn_app_with_platform(
     adjust: impl FnOnce(&mut HashMap<String, String>),
 ) -> TestApp {
     let (private_pem, public_pem) = keypair().clone();
-    let wechat = WeChatSim::new(WeChatSimConfig {
-        app_id: APP_ID.into(),
-        app_secret: APP_SECRET.into(),
-        token: TOKEN.into(),
-        encoding_aes_key: Some(AES_KEY.into()),
-        account: ACCOUNT.into(),
-    });
-    let vonage = VonageSim::new(VonageSimConfig {
-        application_id: VONAGE_APP_ID.into(),
-        public_key_pem: public_pem,
-        rtc_event_url: None,
-        signature_secret: Some(SIGNATURE_SECRET.into()),
-        api_key: "key".into(),
-        api_secret: "secret".into(),
-        rtc_retry_base: Duration::from_millis(50),
-    });
+    let (wechat, vonage) = simulators(
+        &SimAccount { app_id: APP_ID, app_secret: APP_SECRET, token: TOKEN, aes_key: AES_KEY, account: ACCOUNT },
+        &public_pem,
+        (VONAGE_APP_ID, SIGNATURE_SECRET),
+        Duration::from_millis(50),
+    );
     let receiver = Receiver::new(WEBHOOK_SECRET).unwrap();
     let wechat_base = serve(wechat.router()).await;
     let vonage_base = serve(vonage.router()).await;
