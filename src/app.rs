@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures_util::future::BoxFuture;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, HttpConfig, PlatformConfig};
@@ -33,6 +34,8 @@ pub struct Application {
     worker: Arc<Worker>,
     mode: WorkerMode,
     http: HttpConfig,
+    /// The platform's own background work (`Platform::background`), run while serving.
+    background: Option<BoxFuture<'static, ()>>,
 }
 
 impl Application {
@@ -59,9 +62,13 @@ impl Application {
         let (platform, platform_routes) = match &config.platform {
             PlatformConfig::Vonage(vonage) => crate::vonage::adapter(vonage, relay, channel_name)?,
             PlatformConfig::Webhook(webhook) => crate::webhook::adapter(webhook, relay, channel.clone(), channel_name)?,
+            PlatformConfig::Chatwoot(chatwoot) => {
+                crate::chatwoot::adapter(chatwoot, relay, channel.clone(), channel_name, &config.wechat.app_id)?
+            }
         };
         let platform_links = PlatformLinks { platform: platform.name(), kinds: platform.link_kinds() };
         let adapters = axum::Router::new().merge(channel_routes).merge(platform_routes);
+        let background = platform.clone().background();
         let worker = Arc::new(Worker::new(store.clone(), platform, channel, config.relay.clone(), signals.clone()));
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         Ok(Self {
@@ -80,6 +87,7 @@ impl Application {
             http: config.http.clone(),
             worker,
             mode,
+            background,
         })
     }
 
@@ -118,6 +126,15 @@ impl Application {
                     .await
             })
         });
+        let background = self.background.map(|work| {
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = work => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+            })
+        });
         let streams = self.state.shutdown.clone();
         let app = router(self.state, self.adapters);
         tracing::info!(addr = %self.listener.local_addr()?, "wechat-bridge listening");
@@ -130,18 +147,34 @@ impl Application {
         if let Some(task) = worker_task {
             let _ = task.await;
         }
+        if let Some(task) = background {
+            let _ = task.await;
+        }
         result
     }
 }
 
+/// Why `setup` could not finish: the platform's part failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Vonage(#[from] crate::vonage::setup::SetupError),
+    #[error(transparent)]
+    Chatwoot(#[from] crate::chatwoot::setup::SetupError),
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
 /// `wechat-bridge setup`: the platform's part (Vonage: point the application's RTC webhook at
-/// the bridge), then what to paste into the channel's console, written to `out`.
-pub async fn setup(config: &Config, out: &mut impl std::io::Write) -> Result<(), crate::vonage::setup::SetupError> {
+/// the bridge; Chatwoot: the inbox's webhook and reply window), then what to paste into the
+/// channel's console, written to `out`.
+pub async fn setup(config: &Config, out: &mut impl std::io::Write) -> Result<(), SetupError> {
     let public = crate::vonage::setup::public_base(config.public_url.as_deref())?;
     match &config.platform {
         PlatformConfig::Vonage(vonage) => crate::vonage::setup::run(vonage, public, out).await?,
         // The app's URL is in PLATFORM_WEBHOOK_URL already: nothing to set on its side.
         PlatformConfig::Webhook(_) => {}
+        PlatformConfig::Chatwoot(chatwoot) => crate::chatwoot::setup::run(chatwoot, public, out).await?,
     }
     crate::wechat::setup::write_console_values(&config.wechat, public, out)?;
     Ok(())

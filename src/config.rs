@@ -43,9 +43,6 @@ pub enum ConfigError {
     Invalid { key: &'static str, reason: String },
     #[error("cannot read config file {path}: {reason}")]
     File { path: String, reason: String },
-    /// A platform DESIGN.md names whose adapter this build does not have yet.
-    #[error("BRIDGE_PLATFORM={0} is not available in this build yet")]
-    Unavailable(&'static str),
 }
 
 /// The WeChat Official Account side.
@@ -84,6 +81,48 @@ pub struct VonageConfig {
 pub enum PlatformConfig {
     Vonage(VonageConfig),
     Webhook(WebhookConfig),
+    Chatwoot(ChatwootConfig),
+}
+
+/// The `chatwoot` platform: customers in an API-channel inbox of a Chatwoot account
+/// (`reference/chatwoot-api.md`).
+#[derive(Debug, Clone)]
+pub struct ChatwootConfig {
+    /// `CHATWOOT_BASE_URL`, e.g. `https://chat.example.com`.
+    pub base_url: String,
+    /// `CHATWOOT_ACCOUNT_ID` and `CHATWOOT_INBOX_ID`: the account and its API inbox.
+    pub account_id: u64,
+    pub inbox_id: u64,
+    /// `CHATWOOT_API_TOKEN`: a dedicated administrator user's access token (§1.2).
+    pub api_token: Secret,
+    /// `CHATWOOT_WEBHOOK_SECRET`: the inbox's `secret`; when set, webhooks must be signed (§3.5).
+    pub webhook_secret: Option<Secret>,
+    /// `CHATWOOT_CATCH_UP_SECS` (extra key, default 60): how often the bridge asks Chatwoot for
+    /// agents' replies its fire-once webhook did not bring (also once at start).
+    pub catch_up_interval: Duration,
+}
+
+impl ChatwootConfig {
+    fn load(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |key: &'static str| get(key).ok_or(ConfigError::Missing(key));
+        let id = |key: &'static str| -> Result<u64, ConfigError> {
+            let raw = required(key)?;
+            raw.parse::<u64>()
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or_else(|| ConfigError::Invalid { key, reason: format!("{raw:?} is not a positive whole number") })
+        };
+        Ok(ChatwootConfig {
+            base_url: base_url(Some(required("CHATWOOT_BASE_URL")?), "", "CHATWOOT_BASE_URL")?,
+            account_id: id("CHATWOOT_ACCOUNT_ID")?,
+            inbox_id: id("CHATWOOT_INBOX_ID")?,
+            api_token: Secret::new(required("CHATWOOT_API_TOKEN")?),
+            webhook_secret: get("CHATWOOT_WEBHOOK_SECRET").map(Secret::new),
+            catch_up_interval: Duration::from_secs(
+                parse_num(get("CHATWOOT_CATCH_UP_SECS"), 60, "CHATWOOT_CATCH_UP_SECS")?.max(1),
+            ),
+        })
+    }
 }
 
 /// The `webhook` platform: any app, over signed webhooks out and a REST API in.
@@ -113,8 +152,7 @@ impl PlatformConfig {
         match get("BRIDGE_PLATFORM").map(|p| p.to_ascii_lowercase()).as_deref() {
             None | Some("vonage") => Ok(PlatformConfig::Vonage(VonageConfig::load(get)?)),
             Some("webhook") => Ok(PlatformConfig::Webhook(WebhookConfig::load(get)?)),
-            // Reserved by DESIGN.md ("Platforms"); a later step brings its adapter.
-            Some("chatwoot") => Err(ConfigError::Unavailable("chatwoot")),
+            Some("chatwoot") => Ok(PlatformConfig::Chatwoot(ChatwootConfig::load(get)?)),
             Some(other) => Err(ConfigError::Invalid {
                 key: "BRIDGE_PLATFORM",
                 reason: format!("{other:?} is not one of vonage, webhook, chatwoot"),
@@ -308,8 +346,15 @@ impl Config {
             ..defaults
         };
 
-        let media_fetch_allowlist = FetchAllowlist::parse(&get("BRIDGE_MEDIA_FETCH_ALLOWLIST").unwrap_or_default())
+        let mut media_fetch_allowlist = FetchAllowlist::parse(&get("BRIDGE_MEDIA_FETCH_ALLOWLIST").unwrap_or_default())
             .map_err(|reason| ConfigError::Invalid { key: "BRIDGE_MEDIA_FETCH_ALLOWLIST", reason })?;
+        // Chatwoot's attachments are links on the Chatwoot host, often on the bridge's own
+        // private network: the configured host is trusted like an allowlisted one.
+        if let PlatformConfig::Chatwoot(chatwoot) = &platform
+            && let Some(host) = host_of(&chatwoot.base_url)
+        {
+            media_fetch_allowlist.allow_host(host);
+        }
         let http_defaults = HttpConfig::default();
         let http = HttpConfig {
             max_connections: parse_num(
@@ -354,6 +399,18 @@ fn base_url(value: Option<String>, default: &str, key: &'static str) -> Result<S
         return Err(ConfigError::Invalid { key, reason: format!("{url:?} is not an http(s) URL") });
     }
     Ok(url.trim_end_matches('/').to_string())
+}
+
+/// The host of an http(s) URL (no port, no brackets around IPv6).
+fn host_of(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.split(':').next()?,
+    };
+    (!host.is_empty()).then_some(host)
 }
 
 fn parse_num(value: Option<String>, default: u64, key: &'static str) -> Result<u64, ConfigError> {

@@ -237,6 +237,17 @@ pub struct OutboundRecord {
     /// The sender's own reference for the message, given back with its status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_reference: Option<String>,
+    /// Further pieces of the same platform message, sent after `message` in order (a Chatwoot
+    /// reply's attachments after its text); one outcome is reported for all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<OutboundMessage>,
+}
+
+impl OutboundRecord {
+    /// The message and its further pieces, in the order they are sent.
+    pub fn pieces(&self) -> impl Iterator<Item = &OutboundMessage> {
+        std::iter::once(&self.message).chain(&self.more)
+    }
 }
 
 /// The outcome of an outbound message, reported back to the platform.
@@ -258,4 +269,6 @@ pub struct StatusReport {
 pub struct ErrorInfo {
     pub code: Option<ErrorCode>,
     pub message: String,
+    /// What the code means for the agent, in words (`Channel::explain`), when the channel knows it.
+    pub explanation: Option<String>,
 }

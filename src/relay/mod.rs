@@ -99,6 +99,20 @@ pub trait Platform: Send + Sync + 'static {
         conversation_id: &'a str,
         report: &'a StatusReport,
     ) -> BoxFuture<'a, Result<String, DeliveryError>>;
+
+    /// Work the platform does on its own while the bridge serves (Chatwoot: catching up on agents'
+    /// replies its fire-once webhook could not deliver). It runs until the bridge stops; none by default.
+    fn background(self: Arc<Self>) -> Option<BoxFuture<'static, ()>> {
+        None
+    }
+}
+
+/// A media file fetched from the channel (a customer's image, voice or video).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaFile {
+    pub filename: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
 }
 
 /// Where customers are: the side that receives agents' messages. Object safe, like `Platform`.
@@ -112,4 +126,10 @@ pub trait Channel: Send + Sync + 'static {
 
     /// Sends one part to the contact.
     fn send<'a>(&'a self, contact: &'a Contact, msg: &'a OutboundMessage) -> BoxFuture<'a, Result<(), DeliveryError>>;
+
+    /// Downloads a customer's media (`Media::media_id`), for platforms that take files rather than links.
+    fn fetch_media<'a>(&'a self, media: &'a message::Media) -> BoxFuture<'a, Result<MediaFile, DeliveryError>>;
+
+    /// What one of the channel's error codes means for an agent, in words, when it is known.
+    fn explain(&self, code: &ErrorCode) -> Option<&'static str>;
 }

@@ -22,6 +22,7 @@ pub async fn accept(
         platform_event_id: event_id.to_string(),
         message,
         client_reference: None,
+        more: Vec::new(),
     };
     accept_record(store, signals, channel, source, contact, &record, None).await
 }

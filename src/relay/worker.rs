@@ -216,7 +216,7 @@ impl Worker {
         let record = self.store.message(&job.message_id).await.map_err(retry_store)?;
         let contact = self.store.contact(job.contact_id).await.map_err(retry_store)?;
         let outbound = outbound_record(&record.payload)?;
-        let parts = self.channel.split(&outbound.message);
+        let parts: Vec<_> = outbound.pieces().flat_map(|piece| self.channel.split(piece)).collect();
         let done = record.parts_sent.max(0) as usize;
         self.channel.check_window(&contact, parts.len().saturating_sub(done))?;
         for (i, part) in parts.iter().enumerate().skip(done) {
@@ -235,8 +235,11 @@ impl Worker {
             bridge_message_id: record.id.clone(),
             platform_event_id: outbound.platform_event_id,
             delivered,
-            error: (!delivered)
-                .then(|| ErrorInfo { code: record.error_code.clone(), message: record.last_error.clone().unwrap_or_default() }),
+            error: (!delivered).then(|| ErrorInfo {
+                explanation: record.error_code.as_ref().and_then(|code| self.channel.explain(code)).map(str::to_string),
+                code: record.error_code.clone(),
+                message: record.last_error.clone().unwrap_or_default(),
+            }),
             client_reference: outbound.client_reference,
             report_seq: job.id,
         };
@@ -327,6 +330,15 @@ mod tests {
         }
         fn send<'a>(&'a self, _: &'a Contact, _: &'a OutboundMessage) -> BoxFuture<'a, Result<(), DeliveryError>> {
             Box::pin(async { Ok(()) })
+        }
+        fn fetch_media<'a>(
+            &'a self,
+            _: &'a crate::relay::message::Media,
+        ) -> BoxFuture<'a, Result<crate::relay::MediaFile, DeliveryError>> {
+            Box::pin(async { Err(DeliveryError::Permanent { code: None, reason: "no media".into() }) })
+        }
+        fn explain(&self, _: &crate::relay::ids::ErrorCode) -> Option<&'static str> {
+            None
         }
     }
 

@@ -270,6 +270,16 @@ impl Store {
         Ok(message_from_row(&row))
     }
 
+    /// A message by the id its source gave it (`accept`'s deduplication key), if stored.
+    pub async fn message_by_external_id(&self, source: &str, external_id: &str) -> Result<Option<MessageRecord>, StoreError> {
+        let row = sqlx::query(select_messages!("WHERE source = ? AND external_id = ?"))
+            .bind(source)
+            .bind(external_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(message_from_row))
+    }
+
     /// Messages, newest first, optionally of one status.
     pub async fn messages(&self, status: Option<&str>, limit: i64) -> Result<Vec<MessageRecord>, StoreError> {
         let rows = sqlx::query(MESSAGES_BY_STATUS).bind(status).bind(limit).fetch_all(&self.pool).await?;
@@ -298,6 +308,25 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         self.found_contact(row).await
+    }
+
+    /// The contacts `platform` gave a `kind` id whose reply window is still open at `now_ms`
+    /// (Chatwoot: the conversations worth catching up on, since a reply outside the window
+    /// cannot reach the customer anyway). Oldest contact first.
+    pub async fn contacts_with_open_window(&self, platform: &str, kind: &str, now_ms: i64) -> Result<Vec<Contact>, StoreError> {
+        let rows = sqlx::query(select_contacts!(
+            "WHERE window_until > ? AND id IN (SELECT contact_id FROM contact_links WHERE platform = ? AND kind = ?) ORDER BY id"
+        ))
+        .bind(now_ms)
+        .bind(platform)
+        .bind(kind)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut contacts = Vec::with_capacity(rows.len());
+        for row in &rows {
+            contacts.push(self.with_links(contact_from_row(row)).await?);
+        }
+        Ok(contacts)
     }
 
     /// Whether `value` is a `kind` id `platform` gave one of the contacts (Vonage: one of the

@@ -312,6 +312,7 @@ mod tests {
             error: Some(crate::relay::message::ErrorInfo {
                 code: Some(crate::relay::ids::ErrorCode::new("4".repeat(9_000))),
                 message: "\u{1}".repeat(20_000),
+                explanation: None,
             }),
             client_reference: None,
             report_seq: 1,

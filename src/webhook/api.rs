@@ -371,6 +371,7 @@ async fn send_message(State(api): State<MessagesApi>, headers: HeaderMap, body: 
         platform_event_id: uuid::Uuid::new_v4().to_string(),
         message,
         client_reference,
+        more: Vec::new(),
     };
     let idempotency = key.as_deref().map(|key| IdempotencyKey {
         scope: KEY_SCOPE,

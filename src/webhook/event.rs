@@ -151,7 +151,7 @@ mod tests {
             bridge_message_id: crate::relay::ids::BridgeMessageId::from_raw("B2"),
             platform_event_id: "e".into(),
             delivered: false,
-            error: Some(ErrorInfo { code: Some("45015".into()), message: "window closed".into() }),
+            error: Some(ErrorInfo { code: Some("45015".into()), message: "window closed".into(), explanation: None }),
             client_reference: Some("order-7".into()),
             report_seq: 1,
         };

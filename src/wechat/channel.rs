@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use super::client::{WeChatClient, WeChatError};
 use super::media_fetch::{FetchError, MediaFetcher};
 use super::openid::OpenId;
-use crate::relay::message::{Contact, ErrorCode, OutboundMessage};
-use crate::relay::{Channel, DeliveryError};
+use crate::relay::message::{Contact, ErrorCode, Media, OutboundMessage};
+use crate::relay::{Channel, DeliveryError, MediaFile};
 
 /// WeChat refuses texts over 2,048 bytes with 45002 (§6.2).
 pub const MAX_TEXT_BYTES: usize = 2048;
@@ -121,6 +121,67 @@ impl Channel for WeChatChannel {
             self.client.send(&body).await.map_err(classify)
         })
     }
+
+    /// `media/get` (§7.2): the customer's file, named by its media id and type. Customers' media
+    /// live 3 days on WeChat (§7.3), so a 40007 is permanent.
+    fn fetch_media<'a>(&'a self, media: &'a Media) -> BoxFuture<'a, Result<MediaFile, DeliveryError>> {
+        Box::pin(async move {
+            let media_id = media
+                .media_id
+                .as_deref()
+                .ok_or_else(|| DeliveryError::Permanent { code: None, reason: "the message has no media_id".into() })?;
+            let (content_type, bytes) = self.client.download_media(media_id).await.map_err(classify)?;
+            let extension = extension_of(&content_type, media.format.as_deref());
+            let stem: String =
+                media_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(64).collect();
+            Ok(MediaFile { filename: format!("{stem}.{extension}"), content_type, bytes })
+        })
+    }
+
+    fn explain(&self, code: &ErrorCode) -> Option<&'static str> {
+        explain(code)
+    }
+}
+
+/// What WeChat's customer-service error codes mean for an agent (`wechat-api.md` §5.3, §6.2).
+pub fn explain(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "45015" => "the customer has not written in 48 hours; they must write first",
+        "45047" => "reply limit reached: WeChat allows 5 replies per customer message; wait for the customer to write again",
+        "43004" => "the customer has unfollowed the Official Account",
+        "40003" => "this customer is unknown to the Official Account (invalid OpenID)",
+        "45002" => "the message is too long for WeChat",
+        "40007" | "40004" => "the attachment could not be sent: WeChat refused the file (wrong type, too large, or expired)",
+        "48001" => "the Official Account is not allowed to send customer-service messages (unverified account)",
+        "45009" => "the Official Account used up its API quota for today",
+        "40164" => "WeChat refused the bridge's IP address (add it to the IP whitelist)",
+        "40001" | "40125" | "40013" => "WeChat refused the bridge's credentials (check WECHAT_APP_ID and WECHAT_APP_SECRET)",
+        "-1" => "WeChat was busy; the bridge gave up after retrying",
+        _ => return None,
+    })
+}
+
+/// A file extension for downloaded media: from its content type, else the push's `Format`.
+fn extension_of(content_type: &str, format: Option<&str>) -> String {
+    let mime = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let known = match mime.as_str() {
+        "image/jpeg" | "image/jpg" => Some("jpg"),
+        "image/png" => Some("png"),
+        "image/gif" => Some("gif"),
+        "audio/amr" => Some("amr"),
+        "audio/mpeg" | "audio/mp3" => Some("mp3"),
+        "audio/speex" => Some("speex"),
+        "video/mp4" => Some("mp4"),
+        _ => None,
+    };
+    known
+        .map(str::to_string)
+        .or_else(|| {
+            format
+                .map(|f| f.to_ascii_lowercase())
+                .filter(|f| !f.is_empty() && f.len() <= 8 && f.chars().all(|c| c.is_ascii_alphanumeric()))
+        })
+        .unwrap_or_else(|| "bin".into())
 }
 
 /// Splits `text` into parts of at most `max` bytes, on UTF-8 boundaries, preferring to break

@@ -87,6 +87,14 @@ impl FetchAllowlist {
         Ok(allowlist)
     }
 
+    /// Adds a host name (or an address) the platform itself names, such as Chatwoot's host.
+    pub fn allow_host(&mut self, host: &str) {
+        match host.parse::<IpAddr>() {
+            Ok(ip) => self.nets.push(IpNet::from(ip)),
+            Err(_) => self.hosts.push(normalize_host(host)),
+        }
+    }
+
     /// True when the host name was listed (then all its addresses are allowed).
     pub fn allows_host(&self, host: &str) -> bool {
         let host = normalize_host(host);

@@ -7,8 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use wechat_bridge::app::SetupError;
 use wechat_bridge::config::Config;
-use wechat_bridge::vonage::setup::SetupError;
+use wechat_bridge::vonage::setup::SetupError as VonageSetupError;
 use wechat_bridge::vonage::sim::{VonageSim, VonageSimConfig};
 use wechat_bridge::wechat::crypto::MessageCrypto;
 
@@ -138,7 +139,7 @@ async fn setup_with_a_wrong_api_secret_fails_with_401_and_changes_nothing() {
     .await;
 
     let err = result.expect_err("a wrong secret fails");
-    assert!(matches!(err, SetupError::Unauthorized { .. }), "{err:?}");
+    assert!(matches!(err, SetupError::Vonage(VonageSetupError::Unauthorized { .. })), "{err:?}");
     assert!(err.to_string().contains("401"), "{err}");
     assert!(!err.to_string().contains("wrong"), "{err}");
     assert_eq!(sim.application(), before);

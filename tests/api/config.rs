@@ -118,7 +118,7 @@ fn bridge_platform_picks_the_platform_and_reserved_names_are_refused_in_one_line
     assert!(matches!(load(&settings).unwrap().platform, PlatformConfig::Vonage(_)));
     let mut chatwoot = base();
     chatwoot.insert("BRIDGE_PLATFORM".into(), "chatwoot".into());
-    assert_eq!(load(&chatwoot).unwrap_err().to_string(), "BRIDGE_PLATFORM=chatwoot is not available in this build yet");
+    assert_eq!(load(&chatwoot).unwrap_err().to_string(), "missing required setting CHATWOOT_BASE_URL");
     settings.insert("BRIDGE_PLATFORM".into(), "matrix".into());
     assert!(load(&settings).unwrap_err().to_string().contains("BRIDGE_PLATFORM"));
 
@@ -133,7 +133,32 @@ fn bridge_platform_picks_the_platform_and_reserved_names_are_refused_in_one_line
     let stderr = String::from_utf8_lossy(&output.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{stderr}");
-    assert!(lines[0].ends_with("BRIDGE_PLATFORM=chatwoot is not available in this build yet"), "{stderr}");
+    assert!(lines[0].ends_with("missing required setting CHATWOOT_BASE_URL"), "{stderr}");
+}
+
+/// `chatwoot` needs its base URL, account, inbox and token (and no Vonage ones); ids must be
+/// positive numbers; the Chatwoot host is trusted for attachment downloads.
+#[test]
+fn the_chatwoot_platform_requires_its_settings() {
+    let mut settings: HashMap<String, String> = base().into_iter().filter(|(k, _)| k.starts_with("WECHAT_")).collect();
+    settings.insert("BRIDGE_PLATFORM".into(), "chatwoot".into());
+    settings.insert("CHATWOOT_BASE_URL".into(), "http://chatwoot.internal:3000/".into());
+    assert_eq!(load(&settings).unwrap_err().to_string(), "missing required setting CHATWOOT_ACCOUNT_ID");
+    settings.insert("CHATWOOT_ACCOUNT_ID".into(), "0".into());
+    assert!(load(&settings).unwrap_err().to_string().starts_with("invalid CHATWOOT_ACCOUNT_ID"));
+    settings.insert("CHATWOOT_ACCOUNT_ID".into(), "1".into());
+    settings.insert("CHATWOOT_INBOX_ID".into(), "three".into());
+    assert!(load(&settings).unwrap_err().to_string().starts_with("invalid CHATWOOT_INBOX_ID"));
+    settings.insert("CHATWOOT_INBOX_ID".into(), "3".into());
+    assert_eq!(load(&settings).unwrap_err().to_string(), "missing required setting CHATWOOT_API_TOKEN");
+    settings.insert("CHATWOOT_API_TOKEN".into(), "tok".into());
+    let config = load(&settings).unwrap();
+    let PlatformConfig::Chatwoot(chatwoot) = &config.platform else { panic!("chatwoot") };
+    assert_eq!(chatwoot.base_url, "http://chatwoot.internal:3000");
+    assert_eq!((chatwoot.account_id, chatwoot.inbox_id), (1, 3));
+    assert!(chatwoot.webhook_secret.is_none());
+    assert!(config.media_fetch_allowlist.allows_host("chatwoot.internal"));
+    assert!(!format!("{config:?}").contains("tok\""), "the token is not printed");
 }
 
 /// `webhook` needs its three settings (and no Vonage ones); a malformed secret is one line
