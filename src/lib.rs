@@ -19,6 +19,7 @@
 //! - `simulate`: one simulator served alone (`simulate wechat|vonage`).
 
 pub mod app;
+pub mod chatwoot;
 pub mod config;
 pub mod demo;
 pub mod http;
