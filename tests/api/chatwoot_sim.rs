@@ -40,8 +40,8 @@ impl Harness {
 
     /// Calls `path` (under `/api/v1/accounts/1` unless it starts with `/api` or `/_sim`).
     async fn raw(&self, token: Option<&str>, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
-        let url = if path.starts_with("/api") || path.starts_with("/_sim") || path.starts_with("http") {
-            if path.starts_with("http") { path.to_owned() } else { format!("{}{path}", self.base) }
+        let url = if path.starts_with("/api") || path.starts_with("/_sim") {
+            format!("{}{path}", self.base)
         } else {
             format!("{}/api/v1/accounts/1{path}", self.base)
         };
