@@ -1,4 +1,4 @@
-//! `wechat-bridge simulate wechat|vonage`: one built-in simulator served alone on `--listen`, to
+//! `wechat-bridge simulate wechat|vonage|chatwoot`: one built-in simulator served alone on `--listen`, to
 //! try a real deployment of the bridge against it. Runs until Ctrl-C.
 //!
 //! Settings fall back to the bridge's own environment variables (`WECHAT_TOKEN`, …), so one
@@ -14,6 +14,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 
+use crate::chatwoot::sim::{ChatwootSim, ChatwootSimConfig};
 use crate::vonage::sim::{VonageSim, VonageSimConfig};
 use crate::wechat::sim::{PushMode, WeChatSim, WeChatSimConfig};
 
@@ -24,6 +25,8 @@ const DEFAULT_APP_SECRET: &str = "sim-app-secret";
 const DEFAULT_TOKEN: &str = "sim-token";
 const DEFAULT_API_KEY: &str = "sim-api-key";
 const DEFAULT_API_SECRET: &str = "sim-api-secret";
+const DEFAULT_CHATWOOT_TOKEN: &str = "sim-admin-token";
+const DEFAULT_CHATWOOT_SECRET: &str = "sim-inbox-secret";
 
 /// Which simulator to run.
 #[derive(Debug, Subcommand)]
@@ -34,6 +37,9 @@ pub enum Simulator {
     /// The Vonage Conversation API (JWT-checked), the Application API used by `setup`, and
     /// RTC webhooks to the bridge.
     Vonage(VonageArgs),
+    /// Chatwoot's Application API for an API inbox (contacts, conversations, messages, status
+    /// PATCH) and the inbox webhook to the bridge, signed with the inbox secret.
+    Chatwoot(ChatwootArgs),
 }
 
 /// `simulate wechat` options.
@@ -133,11 +139,36 @@ pub struct VonageArgs {
     pub latency_ms: u64,
 }
 
+/// `simulate chatwoot` options.
+#[derive(Debug, Args)]
+pub struct ChatwootArgs {
+    /// Address to serve the Chatwoot API on.
+    #[arg(long, default_value = "127.0.0.1:9003")]
+    pub listen: String,
+    /// The account id (the `/api/v1/accounts/{id}/…` paths).
+    #[arg(long, env = "CHATWOOT_ACCOUNT_ID", default_value_t = 1)]
+    pub account_id: u64,
+    /// The API inbox's id (inbox id + 1 is a web widget).
+    #[arg(long, env = "CHATWOOT_INBOX_ID", default_value_t = 3)]
+    pub inbox_id: u64,
+    /// The administrator's user access token (the bridge's CHATWOOT_API_TOKEN).
+    #[arg(long, env = "CHATWOOT_API_TOKEN", hide_env_values = true, default_value = DEFAULT_CHATWOOT_TOKEN)]
+    pub token: String,
+    /// The API inbox's secret, which signs the webhooks (the bridge's CHATWOOT_WEBHOOK_SECRET).
+    #[arg(long, env = "CHATWOOT_WEBHOOK_SECRET", hide_env_values = true, default_value = DEFAULT_CHATWOOT_SECRET)]
+    pub secret: String,
+    /// The inbox's webhook_url at start (otherwise set by `wechat-bridge setup`), e.g.
+    /// http://127.0.0.1:8080/webhooks/chatwoot.
+    #[arg(long)]
+    pub webhook_url: Option<String>,
+}
+
 /// Runs the chosen simulator until `shutdown` resolves.
 pub async fn run(simulator: Simulator, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     match simulator {
         Simulator::Wechat(args) => wechat(args, shutdown).await,
         Simulator::Vonage(args) => vonage(args, shutdown).await,
+        Simulator::Chatwoot(args) => chatwoot(args, shutdown).await,
     }
 }
 
@@ -267,6 +298,36 @@ async fn vonage(args: VonageArgs, shutdown: impl Future<Output = ()> + Send + 's
     }
     println!(
         "Inspect with GET {base}/_sim/state; play an agent with POST {base}/_sim/agents and {base}/_sim/conversations/{{id}}/events"
+    );
+    println!("Serving until Ctrl-C.");
+    axum::serve(listener, sim.router()).with_graceful_shutdown(shutdown).await.context("the simulator server failed")
+}
+
+async fn chatwoot(args: ChatwootArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let mut config = ChatwootSimConfig::new();
+    config.account_id = args.account_id;
+    config.inbox_id = args.inbox_id;
+    config.admin_token = args.token.clone();
+    config.inbox_secret = Some(args.secret.clone());
+    config.webhook_url = args.webhook_url.clone();
+    let sim = ChatwootSim::new(config);
+    let (listener, base) = bind(&args.listen).await?;
+    let cfg = sim.config();
+    println!("Chatwoot simulator on {base} (account {}, API inbox {})", args.account_id, args.inbox_id);
+    println!("Point the bridge at it:");
+    println!("  CHATWOOT_BASE_URL={base}");
+    println!("  CHATWOOT_ACCOUNT_ID={}", args.account_id);
+    println!("  CHATWOOT_INBOX_ID={}", args.inbox_id);
+    println!("  CHATWOOT_API_TOKEN={}", shown(&args.token, DEFAULT_CHATWOOT_TOKEN));
+    println!("  CHATWOOT_WEBHOOK_SECRET={}", shown(&args.secret, DEFAULT_CHATWOOT_SECRET));
+    println!("Other tokens: agent \"Agent Li\" {}, agent bot {}", cfg.agent_token, cfg.bot_token);
+    match &args.webhook_url {
+        Some(url) => println!("Webhooks go to {url}"),
+        None => println!("No webhook_url yet: run `wechat-bridge setup` (or pass --webhook-url)"),
+    }
+    println!(
+        "Inspect with GET {base}/_sim/state; reply as an agent with POST {base}/_sim/conversations/{{id}}/reply \
+         {{\"content\":\"…\"}}; also …/{{id}}/resolve, POST {base}/_sim/messages/{{id}}/retry, POST {base}/_sim/faults"
     );
     println!("Serving until Ctrl-C.");
     axum::serve(listener, sim.router()).with_graceful_shutdown(shutdown).await.context("the simulator server failed")
