@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
+use crate::chatwoot::sim::{AgentReply, ChatwootSim};
 use crate::http::AppState;
 use crate::vonage::sim::VonageSim;
 use crate::wechat::sim::{PushMode, WeChatSim};
@@ -29,9 +30,11 @@ pub struct DemoHooks {
     pub webhook_url: String,
 }
 
-/// Where the demo's agent writes: the Vonage simulator, or the bridge's `/api/v1/messages`.
+/// Where the demo's agent writes: the Vonage simulator, the bridge's `/api/v1/messages`, or
+/// the Chatwoot simulator's dashboard.
 pub enum DemoAgent {
     Vonage(VonageSim),
+    Chatwoot(ChatwootSim),
     /// The `webhook` platform: the API's URL and its bearer token.
     Webhook {
         messages_url: String,
@@ -85,7 +88,8 @@ pub struct AgentMessage {
 
 /// `POST /api/demo/agent`: an agent writes into the user's conversation on the Vonage
 /// simulator, as a `custom:wechat:message` or a plain `message` event; or, on the `webhook`
-/// platform, the app sends it through `POST /api/v1/messages`.
+/// platform, the app sends it through `POST /api/v1/messages`; or, on Chatwoot, the agent
+/// answers in the simulated dashboard (the reply reaches the bridge by its webhook).
 async fn demo_agent(State(state): State<AppState>, Json(m): Json<AgentMessage>) -> Response {
     let hooks = match hooks(&state) {
         Ok(h) => h,
@@ -98,6 +102,15 @@ async fn demo_agent(State(state): State<AppState>, Json(m): Json<AgentMessage>) 
     };
     let vonage = match &hooks.agent {
         DemoAgent::Vonage(vonage) => vonage,
+        DemoAgent::Chatwoot(chatwoot) => {
+            let Some(conversation) =
+                contact.link(crate::chatwoot::PLATFORM, crate::chatwoot::CONVERSATION).and_then(|c| c.parse::<u64>().ok())
+            else {
+                return bad(StatusCode::CONFLICT, "the user's conversation is not created yet; try again in a moment");
+            };
+            let id = chatwoot.agent_reply(conversation, AgentReply::text(m.text.clone())).await;
+            return Json(json!({"chatwoot_message": id})).into_response();
+        }
         DemoAgent::Webhook { messages_url, token } => {
             let body = json!({"to": contact.channel_id, "content": m.text});
             return match reqwest::Client::new().post(messages_url).bearer_auth(token).json(&body).send().await {

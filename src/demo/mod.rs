@@ -12,6 +12,7 @@ mod hooks;
 pub use hooks::{DemoAgent, DemoHooks, routes};
 
 use crate::app::{Application, WorkerMode};
+use crate::chatwoot::sim::{AgentReply, ChatwootSim, ChatwootSimConfig, SimFile};
 use crate::config::Config;
 use crate::store::Store;
 use crate::vonage::sim::{VonageSim, VonageSimConfig};
@@ -28,6 +29,8 @@ const USER_2: &str = "o_demo_customer_0002";
 /// The `webhook` platform's secret and token in the demo (32 bytes of base64).
 const WEBHOOK_SECRET: &str = "whsec_ZGVtby1zaWduaW5nLXNlY3JldC0zMi1ieXRlcyE=";
 const API_TOKEN: &str = "demo-api-token";
+/// The Chatwoot API inbox's webhook secret in the demo.
+const CHATWOOT_SECRET: &str = "demo-inbox-secret";
 
 /// The agent side `demo` plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -37,6 +40,8 @@ pub enum DemoPlatform {
     Vonage,
     /// Signed webhooks to a built-in receiver standing in for the app; replies through /api/v1.
     Webhook,
+    /// The Chatwoot simulator: customers in an API inbox, agents answer in its dashboard.
+    Chatwoot,
 }
 
 /// Runs the demo. With `once`, returns after the exchange (an error if a step failed);
@@ -56,8 +61,10 @@ pub async fn run_with(
     platform: DemoPlatform,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    if platform == DemoPlatform::Webhook {
-        return run_webhook(listen, once, shutdown).await;
+    match platform {
+        DemoPlatform::Webhook => return run_webhook(listen, once, shutdown).await,
+        DemoPlatform::Chatwoot => return run_chatwoot(listen, once, shutdown).await,
+        DemoPlatform::Vonage => {}
     }
     let (private_pem, public_pem) = crate::vonage::sim::keys::generate_rsa_keypair();
     let wechat = wechat_sim();
@@ -317,6 +324,113 @@ async fn run_webhook(
         wechat.sent().len()
     );
     finish(once, failures, &address, stop_tx, server, shutdown).await
+}
+
+/// `demo --platform chatwoot`: customers appear in the Chatwoot simulator's API inbox; agents
+/// answer there, their replies reach the bridge by the inbox's signed webhook, and each outcome
+/// shows on the agent's message (delivered, or failed with the reason).
+async fn run_chatwoot(
+    listen: &str,
+    once: bool,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let wechat = wechat_sim();
+    let sim_config = ChatwootSimConfig { inbox_secret: Some(CHATWOOT_SECRET.into()), ..ChatwootSimConfig::new() };
+    let config = (sim_config.account_id, sim_config.inbox_id, sim_config.admin_token.clone());
+    let chatwoot = ChatwootSim::new(sim_config);
+    let wechat_base = serve(wechat.router()).await?;
+    let chatwoot_base = serve(chatwoot.router()).await?;
+    let platform = vec![
+        ("BRIDGE_PLATFORM", "chatwoot".into()),
+        ("CHATWOOT_BASE_URL", chatwoot_base.clone()),
+        ("CHATWOOT_ACCOUNT_ID", config.0.to_string()),
+        ("CHATWOOT_INBOX_ID", config.1.to_string()),
+        ("CHATWOOT_API_TOKEN", config.2),
+        ("CHATWOOT_WEBHOOK_SECRET", CHATWOOT_SECRET.into()),
+    ];
+    let (mut app, _dir, db) = build_bridge(listen, wechat_base, platform).await?;
+    let address = format!("http://127.0.0.1:{}", app.port());
+    chatwoot.set_webhook_url(Some(format!("{address}/webhooks/chatwoot")));
+    app.set_demo(DemoHooks {
+        wechat: wechat.clone(),
+        agent: DemoAgent::Chatwoot(chatwoot.clone()),
+        webhook_url: format!("{address}/webhooks/wechat"),
+    });
+    let store = app.store().clone();
+    let (stop_tx, server) = start(app);
+
+    println!("wechat-bridge demo: bridge on {address}, database {}", db.display());
+    println!("WeChat users write to Official Account {ACCOUNT} (safe mode, AES); agents answer in Chatwoot");
+    println!("(simulated at {chatwoot_base}, API inbox {}, signed webhooks to {address}/webhooks/chatwoot).\n", config.1);
+    let webhook = format!("{address}/webhooks/wechat");
+    let mut failures = Vec::new();
+    play_inbound(&wechat, &store, &webhook, "Chatwoot", &mut failures).await?;
+
+    // Outbound: agents answer in the dashboard: a text in Markdown, a photo, and a reply to a
+    // customer whose 48 hours are over.
+    wechat.close_window(USER_2); // as if USER_2's last message were more than 48 hours old
+    let photo = SimFile { filename: "parcel.png".into(), content_type: "image/png".into(), bytes: vec![0x89, b'P', b'N', b'G'] };
+    let replies = [
+        (USER, AgentReply::text("**Yes!** It ships today."), true),
+        (USER, AgentReply::text("Here is your parcel:").with_attachment(photo), true),
+        (USER_2, AgentReply::text("Sure, which address?"), false),
+    ];
+    for (openid, reply, should_deliver) in replies {
+        let started = Instant::now();
+        let what = reply.content.clone();
+        let contact = store.contact_by_channel_id("wechat", openid).await?.context("unknown user")?;
+        let Some(conversation) =
+            contact.link(crate::chatwoot::PLATFORM, crate::chatwoot::CONVERSATION).and_then(|c| c.parse::<u64>().ok())
+        else {
+            failures.push(format!("{openid} has no Chatwoot conversation"));
+            continue;
+        };
+        let attachments = reply.attachments.len();
+        let message_id = chatwoot.agent_reply(conversation, reply).await;
+        let key = format!("{conversation}:{message_id}");
+        match wait_message(&store, |m| m.external_id == key && m.status != "stored").await {
+            Some(m) => {
+                // The outcome reaches the agent's message in Chatwoot as its status.
+                let status = wait_status(&chatwoot, conversation, message_id).await;
+                let extra = if attachments > 0 { format!(" + {attachments} attachment") } else { String::new() };
+                println!(
+                    "  Chatwoot → WeChat agent → {openid} in conversation {conversation}: {what:?}{extra}\n                   {} in {} ms · Chatwoot shows {status}",
+                    tick(m.status.as_str()),
+                    started.elapsed().as_millis()
+                );
+                if (m.status == "delivered") != should_deliver {
+                    failures.push(format!("reply to {openid} ended {} (expected the other outcome)", m.status));
+                }
+                if !status.starts_with(if should_deliver { "delivered" } else { "failed" }) {
+                    failures.push(format!("Chatwoot shows {status} for the reply to {openid}"));
+                }
+            }
+            None => failures.push(format!("reply to {openid} had no outcome within 10 s")),
+        }
+    }
+    let signed = chatwoot.webhooks().iter().filter(|w| w.signed).count();
+    println!(
+        "\nChatwoot holds {} contacts and {} conversations; it sent {} webhooks ({signed} signed); WeChat received {} customer-service messages.",
+        chatwoot.contacts().len(),
+        chatwoot.conversations().len(),
+        chatwoot.webhooks().len(),
+        wechat.sent().len()
+    );
+    finish(once, failures, &address, stop_tx, server, shutdown).await
+}
+
+/// The status Chatwoot shows on message `id` once the bridge reported it (up to 10 s).
+async fn wait_status(chatwoot: &ChatwootSim, conversation: u64, id: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let message = chatwoot.messages(conversation).into_iter().find(|m| m["id"] == id).unwrap_or_default();
+        let status = message["status"].as_str().unwrap_or_default().to_string();
+        if status != "sent" || Instant::now() > deadline {
+            let error = message["content_attributes"]["external_error"].as_str().map(|e| format!(" ({e})")).unwrap_or_default();
+            return format!("{status}{error}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The scripted customer side: a user follows, writes and sends a photo, another writes; each

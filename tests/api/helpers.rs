@@ -11,6 +11,7 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wechat_bridge::app::{Application, WorkerMode};
+use wechat_bridge::chatwoot::sim::{ChatwootSim, ChatwootSimConfig};
 use wechat_bridge::config::Config;
 use wechat_bridge::store::Store;
 use wechat_bridge::vonage::sim::{VonageSim, VonageSimConfig};
@@ -37,7 +38,11 @@ pub const API_TOKEN: &str = "test-platform-api-token";
 pub enum TestPlatform {
     Vonage,
     Webhook,
+    Chatwoot,
 }
+
+/// The Chatwoot simulator's API inbox secret in tests (it signs every webhook with it).
+pub const CHATWOOT_SECRET: &str = "test-chatwoot-inbox-secret";
 
 /// One RSA key pair for the whole test binary (generation takes a moment).
 pub fn keypair() -> &'static (String, String) {
@@ -60,6 +65,8 @@ pub struct TestApp {
     pub vonage: VonageSim,
     /// The app's side of the `webhook` platform (it receives nothing on `vonage`).
     pub receiver: Receiver,
+    /// The Chatwoot simulator (used with `TestPlatform::Chatwoot`).
+    pub chatwoot: ChatwootSim,
     pub platform: TestPlatform,
     pub settings: HashMap<String, String>,
     pub mode: WorkerMode,
@@ -129,6 +136,13 @@ pub async fn spawn_app_with_platform(
         Duration::from_millis(50),
     );
     let receiver = Receiver::new(WEBHOOK_SECRET).unwrap();
+    let chatwoot = ChatwootSim::new(ChatwootSimConfig {
+        inbox_secret: Some(CHATWOOT_SECRET.into()),
+        webhook_timeout: Duration::from_secs(2),
+        ..ChatwootSimConfig::new()
+    });
+    let chatwoot_config = ChatwootSimConfig::new();
+    let chatwoot_base = serve(chatwoot.router()).await;
     let wechat_base = serve(wechat.router()).await;
     let vonage_base = serve(vonage.router()).await;
     let receiver_url = format!("{}/events", serve(receiver.router()).await);
@@ -154,12 +168,24 @@ pub async fn spawn_app_with_platform(
         ("PLATFORM_WEBHOOK_URL", receiver_url),
         ("PLATFORM_WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
         ("PLATFORM_API_TOKEN", API_TOKEN.into()),
+        // Read only with BRIDGE_PLATFORM=chatwoot.
+        ("CHATWOOT_BASE_URL", chatwoot_base),
+        ("CHATWOOT_ACCOUNT_ID", chatwoot_config.account_id.to_string()),
+        ("CHATWOOT_INBOX_ID", chatwoot_config.inbox_id.to_string()),
+        ("CHATWOOT_API_TOKEN", chatwoot_config.admin_token.clone()),
+        ("CHATWOOT_WEBHOOK_SECRET", CHATWOOT_SECRET.into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    if platform == TestPlatform::Webhook {
-        settings.insert("BRIDGE_PLATFORM".into(), "webhook".into());
+    match platform {
+        TestPlatform::Vonage => {}
+        TestPlatform::Webhook => {
+            settings.insert("BRIDGE_PLATFORM".into(), "webhook".into());
+        }
+        TestPlatform::Chatwoot => {
+            settings.insert("BRIDGE_PLATFORM".into(), "chatwoot".into());
+        }
     }
     adjust(&mut settings);
     let mut app = TestApp {
@@ -168,6 +194,7 @@ pub async fn spawn_app_with_platform(
         wechat,
         vonage,
         receiver,
+        chatwoot,
         platform,
         settings,
         mode,
@@ -193,6 +220,10 @@ impl TestApp {
         self.address = format!("http://127.0.0.1:{}", app.port());
         // Vonage delivers every event, the bridge's own included, to the RTC webhook (§3.2).
         self.vonage.set_rtc_event_url(Some(format!("{}/webhooks/vonage/rtc", self.address)));
+        // Chatwoot's API inbox sends its webhook to the bridge (setup sets this in production).
+        if self.platform == TestPlatform::Chatwoot {
+            self.chatwoot.set_webhook_url(Some(format!("{}/webhooks/chatwoot", self.address)));
+        }
         self.store = app.store().clone();
         self.app_worker = Some(app.worker());
         let (tx, rx) = oneshot::channel();
@@ -264,6 +295,7 @@ impl TestApp {
             TestPlatform::Webhook => {
                 self.receiver.events_of("message.received").into_iter().map(|e| e["data"]["content"].clone()).collect()
             }
+            TestPlatform::Chatwoot => self.chatwoot_incoming().into_iter().map(|m| m["content"].clone()).collect(),
         };
         texts.into_iter().map(|t| t.as_str().unwrap_or_default().to_string()).collect()
     }
@@ -273,7 +305,20 @@ impl TestApp {
         match self.platform {
             TestPlatform::Vonage => self.vonage.fail_next(n, status, retry_after),
             TestPlatform::Webhook => (0..n).for_each(|_| self.receiver.answer_next(Answer { status, retry_after })),
+            TestPlatform::Chatwoot => self.chatwoot.fail_next(n, status),
         }
+    }
+
+    /// The incoming messages in every Chatwoot conversation, conversation by conversation,
+    /// each in order.
+    pub fn chatwoot_incoming(&self) -> Vec<Value> {
+        self.chatwoot
+            .conversations()
+            .iter()
+            .filter_map(|c| c["id"].as_u64())
+            .flat_map(|id| self.chatwoot.messages(id))
+            .filter(|m| m["message_type"] == 0)
+            .collect()
     }
 
     /// `POST /api/v1/messages` with the API token, `body` as JSON and an optional Idempotency-Key.

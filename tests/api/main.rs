@@ -3,6 +3,7 @@
 
 mod admin;
 mod binary;
+mod chatwoot_platform;
 mod chatwoot_sim;
 mod cli;
 mod config;
