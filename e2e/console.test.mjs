@@ -73,6 +73,10 @@ test('a message typed on the phone reaches the agent, the reply is delivered, a 
   await page.click('#agent-send');
   await page.locator('#agent .bubble.outbound[data-status="delivered"]', { hasText: 'Reply from the agent' }).waitFor();
   await page.locator('#phone .bubble', { hasText: 'Reply from the agent' }).waitFor();
+  // The agent pane names the platform the bridge runs with, and the customer's conversation there.
+  const side = { vonage: 'Vonage conversation', chatwoot: 'Chatwoot conversation', webhook: 'webhook events' }[platform];
+  await page.locator('#agent-conv', { hasText: side }).waitFor();
+  await page.locator('#page-demo', { hasText: `an agent on ${{ vonage: 'Vonage', chatwoot: 'Chatwoot', webhook: 'your app' }[platform]}` }).waitFor();
 
   // The demo's second customer had a reply fail (48-hour window). They write again, which
   // reopens the window, and the failed reply is retried from the Messages page.

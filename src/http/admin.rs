@@ -127,7 +127,7 @@ pub async fn list_conversations(State(state): State<AppState>) -> Response {
                     row
                 })
                 .collect();
-            Json(json!({"conversations": rows})).into_response()
+            Json(json!({"platform": links.platform, "conversations": rows})).into_response()
         }
         Err(e) => unavailable(e),
     }

@@ -198,8 +198,24 @@ function applyMessage(m) {
 // ---- 1. Conversations ----
 
 // Returns true when the demo phone's contact changed (its panes are then reloaded).
+// The agent side the bridge runs with, as /api/conversations names it.
+const PLATFORM_NAMES = { vonage: 'Vonage', chatwoot: 'Chatwoot', webhook: 'your app' };
+const platformName = () => PLATFORM_NAMES[state.platform] || state.platform || 'the platform';
+// The contact's conversation on the platform, when it has one (the webhook platform has none).
+function platformConversation(c, missing) {
+  if (state.platform === 'webhook') return 'webhook events';
+  const id = c[`${state.platform}_conversation_id`];
+  return `${platformName()} ${id ? `conversation ${id}` : missing}`;
+}
+
 async function loadConversations() {
   const data = await api('/api/conversations');
+  if (data.platform && data.platform !== state.platform) {
+    state.platform = data.platform;
+    $('#demo-agent-side').textContent = platformName();
+    // Only Vonage has two kinds of agent event to choose from.
+    $('#agent-via').hidden = state.platform !== 'vonage';
+  }
   state.convs = new Map(data.conversations.map((c) => [c.contact_id, c]));
   renderConvList();
   fillContactSelect();
@@ -216,7 +232,7 @@ function renderConvList() {
     h('button', { type: 'button', class: 'conv', 'data-contact-id': c.contact_id,
       'aria-current': c.contact_id === state.selected ? 'true' : null, onclick: () => selectConv(c.contact_id).catch(report) },
     h('span', { class: 'conv-openid mono' }, c.openid),
-    h('span', { class: 'muted small mono' }, c.vonage_conversation_id || 'no Vonage conversation yet'),
+    h('span', { class: 'muted small mono' }, platformConversation(c, '(none yet)')),
     h('span', { class: 'conv-meta small' }, `${c.messages} message${c.messages === 1 ? '' : 's'}`,
       c.failed ? h('span', { class: 'badge failed' }, `${c.failed} failed`) : null,
       h('span', { class: 'muted' }, timeEl(c.last_message_at, 'rel'))))));
@@ -230,7 +246,7 @@ async function selectConv(id) {
   renderConvList();
   const c = state.convs.get(id);
   $('#thread-title').textContent = c ? c.openid : `Contact ${id}`;
-  $('#thread-sub').textContent = c ? `${c.account} · Vonage ${c.vonage_conversation_id || '(no conversation yet)'}` : '';
+  $('#thread-sub').textContent = c ? `${c.account} · ${platformConversation(c, '(none yet)')}` : '';
   const t0 = Date.now();
   const messages = await fetchThread(id);
   if (state.selected !== id) return; // another one was picked meanwhile
@@ -333,7 +349,7 @@ const phoneOpenid = () => $('#phone-openid').value.trim();
 function resolveDemoContact() {
   const c = [...state.convs.values()].find((x) => x.openid === phoneOpenid());
   const id = c ? c.contact_id : null;
-  $('#agent-conv').textContent = c ? `${c.openid} · Vonage ${c.vonage_conversation_id || '(being created)'}`
+  $('#agent-conv').textContent = c ? `${c.openid} · ${platformConversation(c, '(being created)')}`
     : 'No conversation yet: write from the phone first.';
   if (id === state.demoContact) return false;
   state.demoContact = id;
@@ -391,13 +407,15 @@ function bindDemo() {
     const body = { openid: phoneOpenid(), text, via: $('#agent-via').value };
     for (let attempt = 1; ; attempt++) {
       try { await api('/api/demo/agent', { method: 'POST', body }); break; } catch (err) {
-        // 409: the customer's Vonage conversation is still being created; wait a moment.
+        // 409: the customer's conversation on the platform is still being created; wait a moment.
         if (err.status !== 409 || attempt > 10) throw err;
-        demoStatus('Waiting for the Vonage conversation…');
+        demoStatus(`Waiting for the ${platformName()} conversation…`);
         await sleep(500);
       }
     }
-    demoStatus(`The agent posted a ${body.via === 'message' ? 'message' : 'custom:wechat:message'} event.`);
+    const posted = { vonage: `posted a ${body.via === 'message' ? 'message' : 'custom:wechat:message'} event`,
+      chatwoot: 'answered in Chatwoot', webhook: 'sent it through POST /api/v1/messages' };
+    demoStatus(`The agent ${posted[state.platform] || 'answered'}.`);
   });
   $('#close-window').addEventListener('click', (e) => demoAction(e.currentTarget, async () => {
     await api('/api/demo/close-window', { method: 'POST', body: { openid: phoneOpenid() } });
