@@ -296,3 +296,65 @@ async fn no_secret_in_debug_logs_of_the_webhook_platform() {
     );
     assert!(leaks.is_empty(), "leaked: {leaks:?}");
 }
+
+/// The `chatwoot` platform's secrets: the administrator's API token and the inbox's webhook secret.
+const CHATWOOT_TOKEN: &str = "Cw-admin-token-7f3a9e21";
+const CHATWOOT_INBOX_SECRET: &str = "Cw-inbox-secret-5b8d0c44";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_in_debug_logs_of_the_chatwoot_platform() {
+    use wechat_bridge::chatwoot::sim::{AgentReply, ChatwootSim, ChatwootSimConfig};
+    let sims = Sims::start(Duration::from_millis(50)).await;
+    let chatwoot = ChatwootSim::new(ChatwootSimConfig {
+        admin_token: CHATWOOT_TOKEN.into(),
+        inbox_secret: Some(CHATWOOT_INBOX_SECRET.into()),
+        ..ChatwootSimConfig::new()
+    });
+    let chatwoot_base = helpers::serve(chatwoot.router()).await;
+    let work = Workdir::new();
+    let log = work.log("bridge.log");
+    let mut env = sims.env(work.dir.path(), binary::free_port());
+    for (key, value) in [
+        ("RUST_LOG", "debug"),
+        ("BRIDGE_PLATFORM", "chatwoot"),
+        ("CHATWOOT_BASE_URL", chatwoot_base.as_str()),
+        ("CHATWOOT_ACCOUNT_ID", "1"),
+        ("CHATWOOT_INBOX_ID", "3"),
+        ("CHATWOOT_API_TOKEN", CHATWOOT_TOKEN),
+        ("CHATWOOT_WEBHOOK_SECRET", CHATWOOT_INBOX_SECRET),
+    ] {
+        env.insert(key.into(), value.into());
+    }
+    let mut bridge = binary::start_ready(&mut env, &[], &log).await;
+    let address = bridge.address();
+    chatwoot.set_webhook_url(Some(format!("{address}/webhooks/chatwoot")));
+    let text = sims.wechat.text(USER, "hello, chatwoot secrets test");
+    assert_eq!(sims.wechat.push(&format!("{address}/webhooks/wechat"), &text, PushMode::Safe).await.unwrap().body, "success");
+    wait_for("the customer's conversation", || !chatwoot.conversations().is_empty()).await;
+    let conversation = chatwoot.conversations()[0]["id"].as_u64().unwrap();
+    let reply = chatwoot.agent_reply(conversation, AgentReply::text("a reply from Chatwoot")).await;
+    wait_for("the reply's delivered status", || {
+        chatwoot.messages(conversation).iter().any(|m| m["id"] == reply && m["status"] == "delivered")
+    })
+    .await;
+    bridge.terminate().await;
+
+    let output = std::fs::read_to_string(&log).unwrap();
+    assert!(output.contains("DEBUG") && output.contains("agent reply stored"), "the log is trivial:\n{output}");
+    let mut checked = vec![
+        ("Chatwoot API token", CHATWOOT_TOKEN.to_string()),
+        ("Chatwoot inbox secret", CHATWOOT_INBOX_SECRET.to_string()),
+        ("WeChat app secret", APP_SECRET.to_string()),
+        ("WeChat token", TOKEN.to_string()),
+        ("EncodingAESKey", AES_KEY.to_string()),
+    ];
+    checked.extend(sims.wechat_tokens.lock().unwrap().iter().map(|t| ("WeChat access_token", t.clone())));
+    let leaks: Vec<&str> = checked.iter().filter(|(_, v)| output.contains(v.as_str())).map(|(what, _)| *what).collect();
+    println!(
+        "secrets (chatwoot platform): {} values checked in {} lines, {} leaks",
+        checked.len(),
+        output.lines().count(),
+        leaks.len()
+    );
+    assert!(leaks.is_empty(), "leaked: {leaks:?}");
+}
