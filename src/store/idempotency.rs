@@ -34,12 +34,12 @@ pub struct StoredResponse {
 /// Fails with [`StoreError::KeyTaken`] when another request recorded the key first (two
 /// instances racing): the caller's transaction is then rolled back and nothing is stored.
 pub(super) async fn record(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut sqlx::SqliteConnection,
     key: &IdempotencyKey<'_>,
     message_id: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?").bind(now - RETAIN_MS).execute(&mut **tx).await?;
+    sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?").bind(now - RETAIN_MS).execute(&mut *tx).await?;
     let taken = sqlx::query(
         "INSERT INTO idempotency_keys (scope, key, body_hash, response_status, response_body, created_at)
          VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -50,7 +50,7 @@ pub(super) async fn record(
     .bind(key.response_status as i64)
     .bind((key.response_body)(message_id))
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     if taken.rows_affected() == 0 {
         return Err(StoreError::KeyTaken);

@@ -1,7 +1,7 @@
 //! The outbox: jobs claimed with a lease, run in order per contact and lane, retried with
 //! backoff, and marked `failed` for good when they cannot succeed (DESIGN.md "Flow" 2, 3).
 
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, SqliteConnection};
 
 use super::{Store, StoreError, now_ms};
 use crate::relay::ids::{BridgeMessageId, ContactId, ErrorCode};
@@ -75,7 +75,7 @@ pub struct ClaimedJob {
 }
 
 pub(super) async fn insert(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut SqliteConnection,
     message_id: &BridgeMessageId,
     contact_id: ContactId,
     kind: JobKind,
@@ -90,14 +90,14 @@ pub(super) async fn insert(
     .bind(kind.as_str())
     .bind(now)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
 /// An outbound message's outcome goes back to the platform: queued in the same transaction
 /// that records it, so a crash cannot lose the report.
-async fn report_outcome(tx: &mut Transaction<'static, Sqlite>, job: &ClaimedJob) -> Result<(), sqlx::Error> {
+async fn report_outcome(tx: &mut SqliteConnection, job: &ClaimedJob) -> Result<(), sqlx::Error> {
     if job.kind == JobKind::DeliverOutbound {
         insert(tx, &job.message_id, job.contact_id, JobKind::ReportStatus, now_ms()).await?;
     }
@@ -109,150 +109,127 @@ impl Store {
     /// contact and lane is eligible, which keeps per-contact order and lets different contacts
     /// run in parallel. A job whose lease ran out (its worker died) is due again.
     pub async fn claim_jobs(&self, lease_ms: i64, limit: u32) -> Result<Vec<ClaimedJob>, StoreError> {
-        let now = now_ms();
-        let token = uuid::Uuid::new_v4().to_string();
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let rows = sqlx::query(
-            "UPDATE jobs SET state = 'running', due_at = ?1, claim_token = ?2, attempts = attempts + 1
-             WHERE id IN (
-                 SELECT j.id FROM jobs j
-                 WHERE j.state IN ('pending', 'running') AND j.due_at <= ?3
-                   AND NOT EXISTS (
-                       SELECT 1 FROM jobs e
-                       WHERE e.contact_id = j.contact_id AND e.lane = j.lane AND e.id < j.id
-                         AND e.state IN ('pending', 'running'))
-                 ORDER BY j.due_at LIMIT ?4)
-             RETURNING id, message_id, contact_id, kind, attempts",
-        )
-        .bind(now + lease_ms)
-        .bind(&token)
-        .bind(now)
-        .bind(limit as i64)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut jobs = Vec::with_capacity(rows.len());
-        for row in rows {
-            let id: i64 = row.get(0);
-            let message_id: BridgeMessageId = row.get(1);
-            let attempt: i64 = row.get(4);
-            let kind: String = row.get(3);
-            let kind = JobKind::parse(&kind).ok_or_else(|| StoreError::NotFound(format!("job kind {kind}")))?;
-            // A message's attempts are its delivery's, not those of the report of its outcome.
-            if kind.decides_message_status() {
-                sqlx::query("UPDATE messages SET attempts = ? WHERE id = ?")
-                    .bind(attempt)
-                    .bind(&message_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            jobs.push(ClaimedJob {
-                id,
-                message_id,
-                contact_id: row.get(2),
-                kind,
-                attempt: attempt as u32,
-                claim_token: token.clone(),
-            });
-        }
-        tx.commit().await?;
-        jobs.sort_by_key(|j| j.id);
-        Ok(jobs)
+        self.writer.write(move |tx| Box::pin(claim_on(tx, lease_ms, limit))).await
     }
 
     /// The job succeeded: the message is delivered (with the id the other side gave it).
     /// Returns false when the lease had been lost and another worker owns the job now.
     pub async fn complete_job(&self, job: &ClaimedJob, platform_event_id: Option<&str>) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'done', last_error = NULL WHERE id = ? AND claim_token = ? AND state = 'running'",
-        )
-        .bind(job.id)
-        .bind(&job.claim_token)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if done && job.kind.decides_message_status() {
-            sqlx::query(
-                "UPDATE messages SET status = 'delivered', delivered_at = ?, platform_event_id = COALESCE(?, platform_event_id),
-                 last_error = NULL, error_code = NULL WHERE id = ?",
-            )
-            .bind(now_ms())
-            .bind(platform_event_id)
-            .bind(&job.message_id)
-            .execute(&mut *tx)
-            .await?;
-            report_outcome(&mut tx, job).await?;
-        }
-        tx.commit().await?;
-        Ok(done)
+        let (job, event) = (job.clone(), platform_event_id.map(str::to_string));
+        self.writer
+            .write(move |tx| {
+                Box::pin(async move {
+                    let done = sqlx::query(
+                        "UPDATE jobs SET state = 'done', last_error = NULL WHERE id = ? AND claim_token = ? AND state = 'running'",
+                    )
+                    .bind(job.id)
+                    .bind(&job.claim_token)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if done && job.kind.decides_message_status() {
+                        sqlx::query(
+                            "UPDATE messages SET status = 'delivered', delivered_at = ?, platform_event_id = COALESCE(?, platform_event_id),
+                             last_error = NULL, error_code = NULL WHERE id = ?",
+                        )
+                        .bind(now_ms())
+                        .bind(event)
+                        .bind(&job.message_id)
+                        .execute(&mut *tx)
+                        .await?;
+                        report_outcome(tx, &job).await?;
+                    }
+                    Ok(done)
+                })
+            })
+            .await
     }
 
     /// The attempt failed but may succeed later: run again at `due_at`.
     pub async fn reschedule_job(&self, job: &ClaimedJob, due_at: i64, error: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let rescheduled = sqlx::query(
-            "UPDATE jobs SET state = 'pending', due_at = ?, last_error = ?, claim_token = NULL
-             WHERE id = ? AND claim_token = ? AND state = 'running'",
-        )
-        .bind(due_at)
-        .bind(error)
-        .bind(job.id)
-        .bind(&job.claim_token)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if rescheduled {
-            sqlx::query("UPDATE messages SET last_error = ? WHERE id = ?")
-                .bind(error)
-                .bind(&job.message_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(rescheduled)
+        let (job, error) = (job.clone(), error.to_string());
+        self.writer
+            .write(move |tx| {
+                Box::pin(async move {
+                    let rescheduled = sqlx::query(
+                        "UPDATE jobs SET state = 'pending', due_at = ?, last_error = ?, claim_token = NULL
+                         WHERE id = ? AND claim_token = ? AND state = 'running'",
+                    )
+                    .bind(due_at)
+                    .bind(&error)
+                    .bind(job.id)
+                    .bind(&job.claim_token)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if rescheduled {
+                        sqlx::query("UPDATE messages SET last_error = ? WHERE id = ?")
+                            .bind(&error)
+                            .bind(&job.message_id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    Ok(rescheduled)
+                })
+            })
+            .await
     }
 
     /// The job cannot succeed (a permanent error, or too many attempts): mark it and its message
     /// `failed`, visible and retryable from the admin API.
     pub async fn fail_job(&self, job: &ClaimedJob, code: Option<&ErrorCode>, error: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let failed = sqlx::query(
-            "UPDATE jobs SET state = 'failed', last_error = ?, claim_token = NULL WHERE id = ? AND claim_token = ? AND state = 'running'",
-        )
-        .bind(error)
-        .bind(job.id)
-        .bind(&job.claim_token)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if failed && job.kind.decides_message_status() {
-            sqlx::query("UPDATE messages SET status = 'failed', last_error = ?, error_code = ? WHERE id = ?")
-                .bind(error)
-                .bind(code)
-                .bind(&job.message_id)
-                .execute(&mut *tx)
-                .await?;
-            report_outcome(&mut tx, job).await?;
-        }
-        tx.commit().await?;
-        Ok(failed)
+        let (job, code, error) = (job.clone(), code.cloned(), error.to_string());
+        self.writer
+            .write(move |tx| {
+                Box::pin(async move {
+                    let failed = sqlx::query(
+                        "UPDATE jobs SET state = 'failed', last_error = ?, claim_token = NULL
+                         WHERE id = ? AND claim_token = ? AND state = 'running'",
+                    )
+                    .bind(&error)
+                    .bind(job.id)
+                    .bind(&job.claim_token)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if failed && job.kind.decides_message_status() {
+                        sqlx::query("UPDATE messages SET status = 'failed', last_error = ?, error_code = ? WHERE id = ?")
+                            .bind(&error)
+                            .bind(&code)
+                            .bind(&job.message_id)
+                            .execute(&mut *tx)
+                            .await?;
+                        report_outcome(tx, &job).await?;
+                    }
+                    Ok(failed)
+                })
+            })
+            .await
     }
 
     /// The job is still running: extend its lease by `lease_ms` from now. False when the lease
     /// was lost (it ran out and another worker claimed the job).
     pub async fn renew_lease(&self, job: &ClaimedJob, lease_ms: i64) -> Result<bool, StoreError> {
-        let renewed = sqlx::query("UPDATE jobs SET due_at = ? WHERE id = ? AND claim_token = ? AND state = 'running'")
-            .bind(now_ms() + lease_ms)
-            .bind(job.id)
-            .bind(&job.claim_token)
-            .execute(self.pool())
-            .await?
-            .rows_affected()
-            == 1;
-        Ok(renewed)
+        let job = job.clone();
+        self.writer
+            .write(move |tx| {
+                Box::pin(async move {
+                    let renewed =
+                        sqlx::query("UPDATE jobs SET due_at = ? WHERE id = ? AND claim_token = ? AND state = 'running'")
+                            .bind(now_ms() + lease_ms)
+                            .bind(job.id)
+                            .bind(&job.claim_token)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected()
+                            == 1;
+                    Ok(renewed)
+                })
+            })
+            .await
     }
 
     /// The worker stops before these jobs finished (shutdown): hand them back, due now, so the
@@ -263,46 +240,56 @@ impl Store {
         if jobs.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let mut released = 0;
-        for job in jobs {
-            released += sqlx::query(
-                "UPDATE jobs SET state = 'pending', due_at = ?, claim_token = NULL
-                 WHERE id = ? AND claim_token = ? AND state = 'running'",
-            )
-            .bind(now_ms())
-            .bind(job.id)
-            .bind(&job.claim_token)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(released)
+        let jobs = jobs.to_vec();
+        self.writer
+            .write(move |tx| {
+                Box::pin(async move {
+                    let mut released = 0;
+                    for job in &jobs {
+                        released += sqlx::query(
+                            "UPDATE jobs SET state = 'pending', due_at = ?, claim_token = NULL
+                             WHERE id = ? AND claim_token = ? AND state = 'running'",
+                        )
+                        .bind(now_ms())
+                        .bind(job.id)
+                        .bind(&job.claim_token)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    }
+                    Ok(released)
+                })
+            })
+            .await
     }
 
     /// Puts a `failed` message's job back in the queue, due now, with a fresh attempt count.
     /// Returns false when the message is not failed.
     pub async fn retry_message(&self, message_id: &BridgeMessageId) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let retried = sqlx::query(
-            "UPDATE jobs SET state = 'pending', due_at = ?, attempts = 0
-             WHERE message_id = ? AND state = 'failed' AND kind != 'report_status'",
-        )
-        .bind(now_ms())
-        .bind(message_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
-        if retried {
-            sqlx::query("UPDATE messages SET status = 'stored', attempts = 0 WHERE id = ?")
-                .bind(message_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(retried)
+        let message_id = message_id.clone();
+        self.writer
+            .write(move |tx| {
+                Box::pin(async move {
+                    let retried = sqlx::query(
+                        "UPDATE jobs SET state = 'pending', due_at = ?, attempts = 0
+                         WHERE message_id = ? AND state = 'failed' AND kind != 'report_status'",
+                    )
+                    .bind(now_ms())
+                    .bind(&message_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        > 0;
+                    if retried {
+                        sqlx::query("UPDATE messages SET status = 'stored', attempts = 0 WHERE id = ?")
+                            .bind(&message_id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    Ok(retried)
+                })
+            })
+            .await
     }
 
     /// Jobs not yet finished (pending or running): the outbox depth.
@@ -319,4 +306,54 @@ impl Store {
     pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query("SELECT MIN(due_at) FROM jobs WHERE state IN ('pending', 'running')").fetch_one(self.pool()).await?.get(0))
     }
+}
+
+/// `Store::claim_jobs`'s writes, on the batch's connection.
+async fn claim_on(tx: &mut SqliteConnection, lease_ms: i64, limit: u32) -> Result<Vec<ClaimedJob>, StoreError> {
+    let now = now_ms();
+    let token = uuid::Uuid::new_v4().to_string();
+    let rows = sqlx::query(
+        "UPDATE jobs SET state = 'running', due_at = ?1, claim_token = ?2, attempts = attempts + 1
+         WHERE id IN (
+             SELECT j.id FROM jobs j
+             WHERE j.state IN ('pending', 'running') AND j.due_at <= ?3
+               AND NOT EXISTS (
+                   SELECT 1 FROM jobs e
+                   WHERE e.contact_id = j.contact_id AND e.lane = j.lane AND e.id < j.id
+                     AND e.state IN ('pending', 'running'))
+             ORDER BY j.due_at LIMIT ?4)
+         RETURNING id, message_id, contact_id, kind, attempts",
+    )
+    .bind(now + lease_ms)
+    .bind(&token)
+    .bind(now)
+    .bind(limit as i64)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut jobs = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: i64 = row.get(0);
+        let message_id: BridgeMessageId = row.get(1);
+        let attempt: i64 = row.get(4);
+        let kind: String = row.get(3);
+        let kind = JobKind::parse(&kind).ok_or_else(|| StoreError::NotFound(format!("job kind {kind}")))?;
+        // A message's attempts are its delivery's, not those of the report of its outcome.
+        if kind.decides_message_status() {
+            sqlx::query("UPDATE messages SET attempts = ? WHERE id = ?")
+                .bind(attempt)
+                .bind(&message_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        jobs.push(ClaimedJob {
+            id,
+            message_id,
+            contact_id: row.get(2),
+            kind,
+            attempt: attempt as u32,
+            claim_token: token.clone(),
+        });
+    }
+    jobs.sort_by_key(|j| j.id);
+    Ok(jobs)
 }

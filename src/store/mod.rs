@@ -8,12 +8,13 @@ mod idempotency;
 mod jobs;
 mod media;
 mod tokens;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::relay::ids::{BridgeMessageId, ContactId, ErrorCode};
 use crate::relay::message::{Contact, Direction, MessageStatus};
@@ -37,6 +38,9 @@ pub enum StoreError {
     /// Another request recorded this idempotency key first; nothing was stored.
     #[error("idempotency key was recorded by another request")]
     KeyTaken,
+    /// The transaction this write was committed in failed (a group commit, `writer`).
+    #[error("database error: {0}")]
+    Commit(String),
 }
 
 /// The result of accepting a message from one side.
@@ -121,6 +125,8 @@ pub struct MessageRecord {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Every hot write goes through it: one commit for whatever writes wait together.
+    writer: writer::Writer,
     /// When `ping` last succeeded (Unix ms): `/readyz` needs no token, so its write probe runs at
     /// most once a second however often it is asked.
     last_ready_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
@@ -159,7 +165,8 @@ impl Store {
             .before_acquire(|conn, _meta| Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) }))
             .connect_with(options)
             .await?;
-        Ok(Self { pool, last_ready_ms: Default::default() })
+        let writer = writer::Writer::start(pool.clone());
+        Ok(Self { pool, writer, last_ready_ms: Default::default() })
     }
 
     /// Applies the embedded migrations.
@@ -188,76 +195,12 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a message and its outbox job in one transaction, or reports a duplicate.
+    /// Stores a message and its outbox job in one transaction, or reports a duplicate. The
+    /// transaction is shared with whatever other writes wait at the same moment (`writer`):
+    /// the answer comes after its commit.
     pub async fn accept(&self, m: &NewMessage<'_>) -> Result<Accepted, StoreError> {
-        // IMMEDIATE takes the write lock up front: a deferred transaction that upgrades from read
-        // to write can fail with SQLITE_BUSY regardless of busy_timeout.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if let Some(row) = sqlx::query("SELECT id FROM messages WHERE source = ? AND external_id = ?")
-            .bind(m.source)
-            .bind(m.external_id)
-            .fetch_optional(&mut *tx)
-            .await?
-        {
-            return Ok(Accepted::Duplicate(row.get(0)));
-        }
-        let now = now_ms();
-        if let Some(nonce) = m.nonce {
-            sqlx::query("DELETE FROM webhook_nonces WHERE source = ? AND seen_at < ?")
-                .bind(m.source)
-                .bind(now - nonce.retain_ms)
-                .execute(&mut *tx)
-                .await?;
-            let fresh =
-                sqlx::query("INSERT INTO webhook_nonces (source, nonce, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-                    .bind(m.source)
-                    .bind(nonce.value)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1;
-            if !fresh {
-                return Err(StoreError::Replay);
-            }
-        }
-        let inbound_at = (m.direction == Direction::Inbound).then_some(now);
-        let contact_id: ContactId = sqlx::query(
-            "INSERT INTO contacts (channel, channel_id, account, created_at, last_inbound_at) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (channel, channel_id) DO UPDATE SET
-                 last_inbound_at = COALESCE(excluded.last_inbound_at, contacts.last_inbound_at)
-             RETURNING id",
-        )
-        .bind(m.channel)
-        .bind(m.channel_id)
-        .bind(m.account)
-        .bind(now)
-        .bind(inbound_at)
-        .fetch_one(&mut *tx)
-        .await?
-        .get(0);
-        record_window(&mut tx, contact_id, m.window, now).await?;
-        let id = BridgeMessageId::generate();
-        sqlx::query(
-            "INSERT INTO messages (id, contact_id, direction, source, external_id, msg_type, payload, status, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'stored', ?)",
-        )
-        .bind(&id)
-        .bind(contact_id)
-        .bind(m.direction)
-        .bind(m.source)
-        .bind(m.external_id)
-        .bind(m.msg_type)
-        .bind(m.payload)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        jobs::insert(&mut tx, &id, contact_id, m.kind, now).await?;
-        if let Some(key) = &m.idempotency {
-            idempotency::record(&mut tx, key, &id, now).await?;
-        }
-        tx.commit().await?;
-        Ok(Accepted::New(id))
+        let owned = OwnedMessage::from(m);
+        self.writer.write(move |conn| Box::pin(async move { accept_on(conn, &owned.borrow()).await })).await
     }
 
     /// A message by its bridge id.
@@ -402,18 +345,23 @@ impl Store {
         contact_id: ContactId,
         parts_sent: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("UPDATE messages SET parts_sent = ? WHERE id = ?")
-            .bind(parts_sent)
-            .bind(message_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE contacts SET window_sends = window_sends + 1 WHERE id = ?")
-            .bind(contact_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let message_id = message_id.clone();
+        self.writer
+            .write(move |tx| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE messages SET parts_sent = ? WHERE id = ?")
+                        .bind(parts_sent)
+                        .bind(&message_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("UPDATE contacts SET window_sends = window_sends + 1 WHERE id = ?")
+                        .bind(contact_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     /// Number of contacts (tests and the health view).
@@ -427,8 +375,133 @@ impl Store {
 }
 
 /// Applies an inbound message's effect on the contact's reply window.
+/// `Store::accept`'s writes, on the batch's connection.
+async fn accept_on(tx: &mut SqliteConnection, m: &NewMessage<'_>) -> Result<Accepted, StoreError> {
+    if let Some(row) = sqlx::query("SELECT id FROM messages WHERE source = ? AND external_id = ?")
+        .bind(m.source)
+        .bind(m.external_id)
+        .fetch_optional(&mut *tx)
+        .await?
+    {
+        return Ok(Accepted::Duplicate(row.get(0)));
+    }
+    let now = now_ms();
+    if let Some(nonce) = m.nonce {
+        sqlx::query("DELETE FROM webhook_nonces WHERE source = ? AND seen_at < ?")
+            .bind(m.source)
+            .bind(now - nonce.retain_ms)
+            .execute(&mut *tx)
+            .await?;
+        let fresh = sqlx::query("INSERT INTO webhook_nonces (source, nonce, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+            .bind(m.source)
+            .bind(nonce.value)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if !fresh {
+            return Err(StoreError::Replay);
+        }
+    }
+    let inbound_at = (m.direction == Direction::Inbound).then_some(now);
+    let contact_id: ContactId = sqlx::query(
+        "INSERT INTO contacts (channel, channel_id, account, created_at, last_inbound_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (channel, channel_id) DO UPDATE SET
+             last_inbound_at = COALESCE(excluded.last_inbound_at, contacts.last_inbound_at)
+         RETURNING id",
+    )
+    .bind(m.channel)
+    .bind(m.channel_id)
+    .bind(m.account)
+    .bind(now)
+    .bind(inbound_at)
+    .fetch_one(&mut *tx)
+    .await?
+    .get(0);
+    record_window(tx, contact_id, m.window, now).await?;
+    let id = BridgeMessageId::generate();
+    sqlx::query(
+        "INSERT INTO messages (id, contact_id, direction, source, external_id, msg_type, payload, status, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'stored', ?)",
+    )
+    .bind(&id)
+    .bind(contact_id)
+    .bind(m.direction)
+    .bind(m.source)
+    .bind(m.external_id)
+    .bind(m.msg_type)
+    .bind(m.payload)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    jobs::insert(tx, &id, contact_id, m.kind, now).await?;
+    if let Some(key) = &m.idempotency {
+        idempotency::record(tx, key, &id, now).await?;
+    }
+    Ok(Accepted::New(id))
+}
+
+/// `NewMessage` owned, to travel to the writer task.
+struct OwnedMessage {
+    channel: String,
+    channel_id: String,
+    account: String,
+    direction: Direction,
+    source: String,
+    external_id: String,
+    msg_type: String,
+    payload: String,
+    kind: JobKind,
+    window: WindowChange,
+    nonce: Option<(String, i64)>,
+    idempotency: Option<(String, String, String, u16, fn(&str) -> String)>,
+}
+
+impl From<&NewMessage<'_>> for OwnedMessage {
+    fn from(m: &NewMessage<'_>) -> Self {
+        Self {
+            channel: m.channel.into(),
+            channel_id: m.channel_id.into(),
+            account: m.account.into(),
+            direction: m.direction,
+            source: m.source.into(),
+            external_id: m.external_id.into(),
+            msg_type: m.msg_type.into(),
+            payload: m.payload.into(),
+            kind: m.kind,
+            window: m.window,
+            nonce: m.nonce.map(|n| (n.value.to_string(), n.retain_ms)),
+            idempotency: m
+                .idempotency
+                .map(|k| (k.scope.to_string(), k.key.to_string(), k.body_hash.to_string(), k.response_status, k.response_body)),
+        }
+    }
+}
+
+impl OwnedMessage {
+    fn borrow(&self) -> NewMessage<'_> {
+        NewMessage {
+            channel: &self.channel,
+            channel_id: &self.channel_id,
+            account: &self.account,
+            direction: self.direction,
+            source: &self.source,
+            external_id: &self.external_id,
+            msg_type: &self.msg_type,
+            payload: &self.payload,
+            kind: self.kind,
+            window: self.window,
+            nonce: self.nonce.as_ref().map(|(value, retain_ms)| RequestNonce { value, retain_ms: *retain_ms }),
+            idempotency: self.idempotency.as_ref().map(|(scope, key, body_hash, response_status, response_body)| {
+                IdempotencyKey { scope, key, body_hash, response_status: *response_status, response_body: *response_body }
+            }),
+        }
+    }
+}
+
 async fn record_window(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut SqliteConnection,
     contact_id: ContactId,
     change: WindowChange,
     now: i64,
@@ -450,7 +523,7 @@ async fn record_window(
         .bind(contact_id),
         WindowChange::Close => sqlx::query("UPDATE contacts SET window_until = ? WHERE id = ?").bind(now).bind(contact_id),
     };
-    query.execute(&mut **tx).await?;
+    query.execute(&mut *tx).await?;
     Ok(())
 }
 

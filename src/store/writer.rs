@@ -1,0 +1,153 @@
+//! Group commit. SQLite has one writer at a time, and with `synchronous = FULL` every commit
+//! waits for the disk to flush its log: one transaction per message caps the bridge at the
+//! flushes per second the disk gives. So every write goes through one task that takes whatever
+//! writes are waiting, runs them in ONE transaction (each in its own savepoint, so one that fails
+//! is undone alone) and commits once; each caller is answered only after that commit. `success`
+//! still means committed; a burst just shares the flush.
+
+use futures_util::future::BoxFuture;
+use sqlx::Connection;
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+
+/// Most writes committed together: enough to share one flush among a burst, few enough that a
+/// batch's transaction stays short for the readers' snapshots.
+const MAX_BATCH: usize = 256;
+/// Writes waiting for the writer before callers wait to queue (back-pressure, not a limit on
+/// correctness).
+const QUEUE: usize = 4096;
+
+/// What an operation's caller is told once the batch's transaction ended.
+type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// One write: runs on the batch's connection inside its savepoint; returns whether it failed
+/// (its savepoint is rolled back) and how to answer its caller after the commit.
+type Run = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
+
+/// The handle every store clone shares; the task ends when the last handle is dropped.
+#[derive(Debug, Clone)]
+pub(crate) struct Writer {
+    ops: mpsc::Sender<Run>,
+}
+
+impl Writer {
+    /// Starts the writer task on `pool`'s connections (one per batch, so a connection a failed
+    /// rollback left unusable is dropped by the pool's check, as for any other use).
+    pub(crate) fn start(pool: SqlitePool) -> Self {
+        let (ops, queue) = mpsc::channel(QUEUE);
+        tokio::spawn(run(pool, queue));
+        Self { ops }
+    }
+
+    /// Runs `op` in the next batch; its result once the batch is committed. An error of `op`
+    /// undoes only its own writes; a failed commit fails every write of the batch.
+    pub(crate) async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+    {
+        let (answer, answered) = oneshot::channel();
+        let run: Run = Box::new(move |conn| {
+            Box::pin(async move {
+                let result = op(conn).await;
+                let failed = result.is_err();
+                let finish: Finish = Box::new(move |commit| {
+                    let _ = answer.send(commit.and(result));
+                });
+                (failed, finish)
+            })
+        });
+        self.ops.send(run).await.map_err(|_| StoreError::Commit("the store is closed".into()))?;
+        // No answer: the batch failed before this write ran.
+        answered.await.map_err(|_| StoreError::Commit("the batch failed before this write ran".into()))?
+    }
+}
+
+async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Run>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        commit(&pool, std::mem::take(&mut batch)).await;
+        batch.reserve(MAX_BATCH);
+    }
+}
+
+/// Runs `batch` in one transaction and answers every caller.
+async fn commit(pool: &SqlitePool, batch: Vec<Run>) {
+    let mut finishes = Vec::with_capacity(batch.len());
+    let outcome = async {
+        let mut conn = pool.acquire().await?;
+        // IMMEDIATE takes the write lock up front: a deferred transaction that upgrades from read
+        // to write can fail with SQLITE_BUSY regardless of busy_timeout.
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        if batch.len() == 1 {
+            // Alone in its batch: no savepoint needed, a failed write is simply rolled back.
+            let run = batch.into_iter().next().expect("one write");
+            let (failed, finish) = run(&mut tx).await;
+            finishes.push(finish);
+            return if failed { tx.rollback().await } else { tx.commit().await };
+        }
+        for run in batch {
+            sqlx::query("SAVEPOINT op").execute(&mut *tx).await?;
+            let (failed, finish) = run(&mut tx).await;
+            if failed {
+                sqlx::query("ROLLBACK TO op").execute(&mut *tx).await?;
+            }
+            sqlx::query("RELEASE op").execute(&mut *tx).await?;
+            finishes.push(finish);
+        }
+        tx.commit().await
+    }
+    .await;
+    match outcome {
+        Ok(()) => finishes.into_iter().for_each(|finish| finish(Ok(()))),
+        Err(e) => {
+            let text = e.to_string();
+            tracing::warn!(error = %text, writes = finishes.len(), "a group commit failed; its writes are undone");
+            finishes.into_iter().for_each(|finish| finish(Err(StoreError::Commit(text.clone()))));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Row;
+
+    /// Writes waiting together share one transaction; one that fails is undone alone, and every
+    /// caller gets its own result.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_in_a_batch_is_undone_alone_and_every_caller_gets_its_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::connect(&format!("sqlite://{}", dir.path().join("w.db").display())).await.unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY)").execute(&store.pool).await.unwrap();
+        let mut calls = Vec::new();
+        for n in 0..200i64 {
+            let writer = store.writer.clone();
+            calls.push(tokio::spawn(async move {
+                writer
+                    .write(move |conn| {
+                        Box::pin(async move {
+                            sqlx::query("INSERT INTO t (n) VALUES (?)").bind(n).execute(&mut *conn).await?;
+                            if n % 7 == 0 {
+                                // Fails after writing: its insert must not survive.
+                                return Err(StoreError::NotFound(format!("n {n}")));
+                            }
+                            Ok(n * 2)
+                        })
+                    })
+                    .await
+            }));
+        }
+        for (n, call) in calls.into_iter().enumerate() {
+            let n = n as i64;
+            match call.await.unwrap() {
+                Ok(doubled) => assert_eq!(doubled, n * 2),
+                Err(e) => assert!(n % 7 == 0 && e.to_string().contains(&format!("n {n}")), "{n}: {e}"),
+            }
+        }
+        let rows = sqlx::query("SELECT n FROM t ORDER BY n").fetch_all(&store.pool).await.unwrap();
+        let stored: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(stored, (0..200).filter(|n| n % 7 != 0).collect::<Vec<i64>>());
+    }
+}
