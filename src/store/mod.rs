@@ -455,7 +455,16 @@ struct OwnedMessage {
     kind: JobKind,
     window: WindowChange,
     nonce: Option<(String, i64)>,
-    idempotency: Option<(String, String, String, u16, fn(&str) -> String)>,
+    idempotency: Option<OwnedKey>,
+}
+
+/// `IdempotencyKey` owned.
+struct OwnedKey {
+    scope: String,
+    key: String,
+    body_hash: String,
+    response_status: u16,
+    response_body: fn(&str) -> String,
 }
 
 impl From<&NewMessage<'_>> for OwnedMessage {
@@ -472,9 +481,13 @@ impl From<&NewMessage<'_>> for OwnedMessage {
             kind: m.kind,
             window: m.window,
             nonce: m.nonce.map(|n| (n.value.to_string(), n.retain_ms)),
-            idempotency: m
-                .idempotency
-                .map(|k| (k.scope.to_string(), k.key.to_string(), k.body_hash.to_string(), k.response_status, k.response_body)),
+            idempotency: m.idempotency.map(|k| OwnedKey {
+                scope: k.scope.into(),
+                key: k.key.into(),
+                body_hash: k.body_hash.into(),
+                response_status: k.response_status,
+                response_body: k.response_body,
+            }),
         }
     }
 }
