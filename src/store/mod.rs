@@ -506,8 +506,12 @@ impl OwnedMessage {
             kind: self.kind,
             window: self.window,
             nonce: self.nonce.as_ref().map(|(value, retain_ms)| RequestNonce { value, retain_ms: *retain_ms }),
-            idempotency: self.idempotency.as_ref().map(|(scope, key, body_hash, response_status, response_body)| {
-                IdempotencyKey { scope, key, body_hash, response_status: *response_status, response_body: *response_body }
+            idempotency: self.idempotency.as_ref().map(|k| IdempotencyKey {
+                scope: &k.scope,
+                key: &k.key,
+                body_hash: &k.body_hash,
+                response_status: k.response_status,
+                response_body: k.response_body,
             }),
         }
     }
