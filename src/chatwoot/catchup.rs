@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use super::client::CwMessage;
-use super::webhook::{AgentMessage, Arrival, is_outgoing};
+use super::webhook::{AgentMessage, Arrival, Outcome, is_outgoing};
 use super::{CONVERSATION, ChatwootPlatform, PLATFORM, SEEN};
 use crate::relay::message::Contact;
 use crate::store::{StoreError, now_ms};
@@ -29,6 +29,14 @@ pub struct Pass {
     pub failed: usize,
 }
 
+/// What catching up on one conversation did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sync {
+    /// The highest message id Chatwoot listed (or the cursor, if it listed nothing new).
+    pub seen: u64,
+    pub stored: usize,
+}
+
 impl ChatwootPlatform {
     /// One pass over the conversations whose reply window is open.
     pub async fn catch_up(&self) -> Result<Pass, StoreError> {
@@ -36,37 +44,48 @@ impl ChatwootPlatform {
         let contacts = self.relay.store.contacts_with_open_window(PLATFORM, CONVERSATION, now).await?;
         let mut pass = Pass::default();
         for contact in &contacts {
-            match self.catch_up_contact(contact, now).await {
-                Ok(Some(stored)) => {
+            let Some(conversation) = contact.link(PLATFORM, CONVERSATION).and_then(|c| c.parse::<u64>().ok()) else {
+                continue;
+            };
+            match self.sync(contact, conversation).await {
+                Ok(sync) => {
                     pass.conversations += 1;
-                    pass.stored += stored;
+                    pass.stored += sync.stored;
                 }
-                Ok(None) => {}
                 Err(CatchUpError::Store(e)) => return Err(e),
+                Err(CatchUpError::Chatwoot(e)) if e.status() == Some(404) => {
+                    // Deleted in Chatwoot: forget it; the customer's next message opens a new one.
+                    for kind in [CONVERSATION, SEEN] {
+                        self.relay.store.remove_link(contact.id, PLATFORM, kind).await?;
+                    }
+                    tracing::info!(contact = %contact.id, conversation, "the Chatwoot conversation is gone; forgotten");
+                }
                 Err(CatchUpError::Chatwoot(e)) => {
                     pass.failed += 1;
                     tracing::warn!(contact = %contact.id, error = %e, "catching up on a Chatwoot conversation failed; next pass tries again");
                 }
             }
+            tokio::time::sleep(PAUSE).await;
         }
         Ok(pass)
     }
 
-    async fn catch_up_contact(&self, contact: &Contact, now: i64) -> Result<Option<usize>, CatchUpError> {
-        let Some(conversation) = contact.link(PLATFORM, CONVERSATION).and_then(|c| c.parse::<u64>().ok()) else {
-            return Ok(None);
-        };
+    /// Catches up on one conversation: pages it from the last message seen and stores, in
+    /// Chatwoot's order, the replies not stored yet; then remembers the new cursor.
+    pub(super) async fn sync(&self, contact: &Contact, conversation: u64) -> Result<Sync, CatchUpError> {
+        let now = now_ms();
+        // The contact as stored now: another sync may have moved the cursor meanwhile.
+        let contact = self.relay.store.contact(contact.id).await?;
         let seen = contact.link(PLATFORM, SEEN).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-        let mut cursor = seen;
-        let mut stored = 0;
+        let mut sync = Sync { seen, stored: 0 };
         loop {
-            let page = self.client.messages_after(conversation, cursor).await.map_err(CatchUpError::Chatwoot)?;
+            let page = self.client.messages_after(conversation, sync.seen).await.map_err(CatchUpError::Chatwoot)?;
             for message in &page {
-                cursor = cursor.max(message.id);
+                sync.seen = sync.seen.max(message.id);
                 if let Some(reply) = missed_reply(conversation, message, now)
-                    && self.accept_reply(&reply, Arrival::CatchUp).await? == "stored"
+                    && self.accept_reply(&contact, &reply, Arrival::CatchUp).await? == Outcome::Stored
                 {
-                    stored += 1;
+                    sync.stored += 1;
                 }
             }
             if page.len() < PAGE {
@@ -74,11 +93,10 @@ impl ChatwootPlatform {
             }
             tokio::time::sleep(PAUSE).await;
         }
-        if cursor > seen {
-            self.relay.store.save_link(contact.id, PLATFORM, SEEN, &cursor.to_string()).await?;
+        if sync.seen > seen {
+            self.relay.store.save_link(contact.id, PLATFORM, SEEN, &sync.seen.to_string()).await?;
         }
-        tokio::time::sleep(PAUSE).await;
-        Ok(Some(stored))
+        Ok(sync)
     }
 }
 
@@ -101,11 +119,13 @@ fn missed_reply(conversation: u64, message: &CwMessage, now: i64) -> Option<Agen
         contact_identifier: None,
         content: message.content.clone(),
         attachments: message.attachments.clone(),
+        attributes_cleared: true,
     })
 }
 
+/// Why catching up on a conversation stopped.
 #[derive(Debug, thiserror::Error)]
-enum CatchUpError {
+pub enum CatchUpError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

@@ -119,7 +119,7 @@ pub struct CwMessage {
     #[serde(default)]
     pub attachments: Vec<CwAttachment>,
     #[serde(default)]
-    pub sender: Value,
+    pub source_id: Option<String>,
 }
 
 /// An attachment of a message (§3.3): `data_url` redirects to the file.
@@ -294,6 +294,35 @@ impl ChatwootClient {
         let url = self.account_path(&format!("/conversations/{conversation}/messages?after={after}"));
         let found: Value = self.call(Method::GET, &url, None).await?;
         decode(found["payload"].clone())
+    }
+
+    /// `GET /conversations/{id}/messages` without a cursor: the latest 20 (§3.6).
+    pub async fn latest_messages(&self, conversation: u64) -> Result<Vec<CwMessage>, ChatwootError> {
+        let url = self.account_path(&format!("/conversations/{conversation}/messages"));
+        let found: Value = self.call(Method::GET, &url, None).await?;
+        decode(found["payload"].clone())
+    }
+
+    /// A private note in the conversation (§5.4): seen by agents only, it neither reopens a
+    /// resolved conversation nor counts as the customer writing. Returns its id.
+    pub async fn post_note(&self, conversation: u64, content: &str) -> Result<u64, ChatwootError> {
+        let url = self.account_path(&format!("/conversations/{conversation}/messages"));
+        let body = json!({"content": content, "message_type": "outgoing", "private": true});
+        let created: CwMessage = self.call(Method::POST, &url, Some(&body)).await?;
+        Ok(created.id)
+    }
+
+    /// The source_id of the contact's session in `inbox_id` (`GET /contacts/{id}`), which a new
+    /// conversation is opened on.
+    pub async fn source_id_in(&self, contact_id: u64, inbox_id: u64) -> Result<String, ChatwootError> {
+        let found: Value = self.call(Method::GET, &self.account_path(&format!("/contacts/{contact_id}")), None).await?;
+        let contact: CwContact = decode(found["payload"].clone())?;
+        contact
+            .contact_inboxes
+            .into_iter()
+            .find(|ci| ci.inbox.as_ref().is_some_and(|i| i.id == inbox_id))
+            .map(|ci| ci.source_id)
+            .ok_or_else(|| ChatwootError::Decode(format!("contact {contact_id} has no session in inbox {inbox_id}")))
     }
 
     /// `GET /inboxes/{id}` (§1.1).

@@ -13,6 +13,9 @@ use crate::relay::message::{InboundMessage, Media, OutboundMessage};
 pub enum Posting<'a> {
     /// An incoming message: `content`, with the customer's file attached when `media` is set.
     Message { content: String, media: Option<&'a Media>, attributes: Value },
+    /// A private note for agents only: something they should know that must not reopen the
+    /// conversation or mark it answerable (the customer unfollowed).
+    Note(String),
     /// Not shown to agents (automatic location reports, the platform's own job reports).
     Skip(&'static str),
 }
@@ -63,6 +66,9 @@ pub fn incoming<'a>(msg: &'a InboundMessage) -> Posting<'a> {
             }
             None => message(msg.content.clone(), None),
         },
+        "event" if msg.event.as_ref().is_some_and(|e| e.name == "unsubscribe") => {
+            Posting::Note("[unfollowed the Official Account: replies can no longer reach them]".into())
+        }
         "event" => event_line(msg).map_or_else(Posting::Skip, |line| message(line, None)),
         _ => message(msg.content.clone(), None),
     }
@@ -77,7 +83,6 @@ fn event_line(msg: &InboundMessage) -> Result<String, &'static str> {
             Some(scene) => format!("[followed the Official Account by scanning QR code {scene}]"),
             None => "[followed the Official Account]".into(),
         },
-        "unsubscribe" => "[unfollowed the Official Account: replies can no longer reach them]".into(),
         "scan" => format!("[scanned QR code {}]", key.unwrap_or("?")),
         "click" => format!("[tapped menu item {}]", key.unwrap_or("?")),
         "view" | "view_miniprogram" => format!("[opened menu link {}]", key.unwrap_or("?")),
@@ -247,11 +252,11 @@ mod tests {
         };
         let line = |msg: &InboundMessage| match incoming(msg) {
             Posting::Message { content, .. } => content,
-            Posting::Skip(why) => panic!("skipped: {why}"),
+            other => panic!("not a message: {other:?}"),
         };
         assert_eq!(line(&event("subscribe", None)), "[followed the Official Account]");
         assert!(line(&event("subscribe", Some("qrscene_spring"))).contains("QR code spring"));
-        assert!(line(&event("unsubscribe", None)).contains("unfollowed"));
+        assert!(matches!(incoming(&event("unsubscribe", None)), Posting::Note(n) if n.contains("unfollowed")));
         assert_eq!(line(&event("click", Some("V1001_HELP"))), "[tapped menu item V1001_HELP]");
         assert!(line(&event("view", Some("https://example.com"))).contains("https://example.com"));
         assert!(matches!(incoming(&event("location", None)), Posting::Skip(_)));

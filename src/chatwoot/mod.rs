@@ -119,12 +119,23 @@ impl ChatwootPlatform {
             Err(e) => return Err(classify(e)),
         };
         let conversation = match existing.iter().filter(|c| c.inbox_id == Some(self.inbox_id)).map(|c| c.id).max() {
-            Some(id) => id,
-            None => match self.client.create_conversation(self.inbox_id, contact_id, &identifier).await {
-                Ok(created) => created.id,
-                Err(e) if e.status() == Some(404) => return Err(self.forget(contact, CONTACT, e).await),
-                Err(e) => return Err(classify(e)),
-            },
+            Some(id) => {
+                // An existing conversation (a lost database, another instance): what agents
+                // wrote in it before is history, not replies to relay now.
+                let latest = self.client.latest_messages(id).await.map_err(classify)?;
+                if let Some(seen) = latest.iter().map(|m| m.id).max() {
+                    self.save(contact, SEEN, seen).await?;
+                }
+                id
+            }
+            None => {
+                let source_id = self.client.source_id_in(contact_id, self.inbox_id).await.map_err(classify)?;
+                match self.client.create_conversation(self.inbox_id, contact_id, &source_id).await {
+                    Ok(created) => created.id,
+                    Err(e) if e.status() == Some(404) => return Err(self.forget(contact, CONTACT, e).await),
+                    Err(e) => return Err(classify(e)),
+                }
+            }
         };
         self.save(contact, CONVERSATION, conversation).await?;
         Ok(conversation)
@@ -136,7 +147,10 @@ impl ChatwootPlatform {
             None => {
                 let name = display_name(&contact.channel_id);
                 let attributes = json!({"wechat_openid": contact.channel_id, "wechat_account": contact.account});
-                match self.client.create_contact(self.inbox_id, &name, identifier, identifier, attributes).await {
+                // The inbox session's source_id is opaque: in Chatwoot's public Client API it acts as
+                // a bearer credential (§1.3), so it must not be derivable from the OpenID.
+                let source_id = uuid::Uuid::new_v4().to_string();
+                match self.client.create_contact(self.inbox_id, &name, identifier, &source_id, attributes).await {
                     Ok(created) => return Ok(created),
                     // Taken: created meanwhile by another instance, or before a lost database.
                     Err(ChatwootError::Api { status: 422, .. }) => {
@@ -151,7 +165,8 @@ impl ChatwootPlatform {
         };
         if !found.in_inbox(self.inbox_id) {
             // A contact made elsewhere (CRM import, another inbox): give it a session in ours.
-            self.client.add_contact_inbox(found.id, self.inbox_id, identifier).await.map_err(classify)?;
+            let source_id = uuid::Uuid::new_v4().to_string();
+            self.client.add_contact_inbox(found.id, self.inbox_id, &source_id).await.map_err(classify)?;
         }
         Ok(found)
     }
@@ -172,12 +187,31 @@ impl ChatwootPlatform {
     }
 
     /// The customer's message as an incoming message in their conversation; returns its id.
-    async fn post_message(&self, contact: &Contact, msg: &InboundMessage, id: &BridgeMessageId) -> Result<String, DeliveryError> {
+    async fn post_message(
+        &self,
+        contact: &Contact,
+        msg: &InboundMessage,
+        id: &BridgeMessageId,
+        attempt: u32,
+    ) -> Result<String, DeliveryError> {
         let (mut content, media, mut attributes) = match content::incoming(msg) {
             Posting::Message { content, media, attributes } => (content, media, attributes),
+            Posting::Note(note) => {
+                let conversation = self.ensure_conversation(contact).await?;
+                return match self.client.post_note(conversation, &note).await {
+                    Ok(message_id) => Ok(message_id.to_string()),
+                    Err(e) if e.status() == Some(404) => Err(self.forget(contact, CONVERSATION, e).await),
+                    Err(e) => Err(classify(e)),
+                };
+            }
             Posting::Skip(why) => return Ok(format!("not posted: {why}")),
         };
         let conversation = self.ensure_conversation(contact).await?;
+        if attempt > 1
+            && let Some(posted) = self.already_posted(conversation, msg, id).await?
+        {
+            return Ok(posted.to_string());
+        }
         let attachment = match media {
             None => None,
             Some(media) => match self.channel.fetch_media(media).await {
@@ -192,12 +226,34 @@ impl ChatwootPlatform {
         };
         attributes["bridge_message_id"] = json!(id.to_string());
         let incoming = IncomingMessage { content, source_id: msg.msg_id.clone(), content_attributes: attributes, attachment };
+        // (The MsgId is the source_id of media posts too, so a retry can recognise them.)
         match self.client.post_incoming(conversation, &incoming).await {
             Ok(message_id) => Ok(message_id.to_string()),
             // The conversation was deleted in Chatwoot: the retry makes a new one.
             Err(e) if e.status() == Some(404) => Err(self.forget(contact, CONVERSATION, e).await),
             Err(e) => Err(classify(e)),
         }
+    }
+
+    /// On a retry: the message if the earlier attempt's post landed although its answer was lost
+    /// (a timeout, a proxy's 502 after Chatwoot saved it). Chatwoot's `source_id` is not unique
+    /// and cannot be looked up (§2.3), so the conversation's latest messages are read.
+    async fn already_posted(
+        &self,
+        conversation: u64,
+        msg: &InboundMessage,
+        id: &BridgeMessageId,
+    ) -> Result<Option<u64>, DeliveryError> {
+        let latest = self.client.latest_messages(conversation).await.map_err(classify)?;
+        Ok(latest
+            .iter()
+            .filter(|m| m.message_type.as_u64() == Some(0) || m.message_type.as_str() == Some("incoming"))
+            .find(|m| {
+                let ours = m.content_attributes["bridge_message_id"].as_str() == Some(id.as_str());
+                let same_msg = msg.msg_id.is_some() && m.source_id.as_deref() == msg.msg_id.as_deref();
+                ours || same_msg
+            })
+            .map(|m| m.id))
     }
 
     /// The outcome as the agent's message status: `delivered`, or `failed` with the reason in
@@ -244,8 +300,9 @@ impl Platform for ChatwootPlatform {
         contact: &'a Contact,
         msg: &'a InboundMessage,
         bridge_message_id: &'a BridgeMessageId,
+        attempt: u32,
     ) -> BoxFuture<'a, Result<String, DeliveryError>> {
-        Box::pin(self.post_message(contact, msg, bridge_message_id))
+        Box::pin(self.post_message(contact, msg, bridge_message_id, attempt))
     }
 
     fn report_status<'a>(

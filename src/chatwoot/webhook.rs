@@ -91,6 +91,8 @@ pub struct AgentMessage {
     pub contact_identifier: Option<String>,
     pub content: Option<String>,
     pub attachments: Vec<CwAttachment>,
+    /// `content_attributes` hold nothing but a cleared `external_error` (what Retry leaves).
+    pub attributes_cleared: bool,
 }
 
 /// Reads a webhook body (§3.1, §3.3, §3.4): only `message_created`/`message_updated` of an
@@ -126,6 +128,9 @@ pub fn classify(event: &Value, account_id: u64, inbox_id: u64) -> Hook {
         contact_identifier: event["conversation"]["meta"]["sender"]["identifier"].as_str().map(str::to_string),
         content: event["content"].as_str().map(str::to_string),
         attachments: serde_json::from_value(event["attachments"].clone()).unwrap_or_default(),
+        attributes_cleared: attributes
+            .as_object()
+            .is_none_or(|a| a.iter().all(|(key, value)| key == "external_error" && value.is_null())),
     };
     if name == "message_created" {
         return Hook::Reply(message);
@@ -182,20 +187,35 @@ pub fn routes<S: Clone + Send + Sync + 'static>(platform: Arc<ChatwootPlatform>,
 }
 
 async fn receive(State(state): State<HookState>, headers: HeaderMap, body: Bytes) -> Result<Response, HookError> {
-    if let Some(secret) = &state.secret {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let now = crate::store::now_ms() / 1000;
-        verify_signature(header("x-chatwoot-signature"), header("x-chatwoot-timestamp"), &body, secret, now)?;
-    }
+    let signed = match &state.secret {
+        Some(secret) => {
+            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+            let now = crate::store::now_ms() / 1000;
+            verify_signature(header("x-chatwoot-signature"), header("x-chatwoot-timestamp"), &body, secret, now)?;
+            true
+        }
+        None => false,
+    };
     let event: Value = serde_json::from_slice(&body).map_err(|e| HookError::Malformed(e.to_string()))?;
     let platform = &state.platform;
     let outcome = match classify(&event, platform.account_id, platform.inbox_id) {
-        Hook::Ignore(why) => Ok(why),
-        Hook::Reply(message) => platform.accept_reply(&message, Arrival::Webhook).await,
-        Hook::Updated(message) => platform.accept_update(&message).await,
-    }?;
+        Hook::Ignore(why) => return Ok(answer(why)),
+        Hook::Reply(message) => platform.on_reply(&message, signed, Change::Created).await?,
+        Hook::Updated(message) => platform.on_reply(&message, signed, Change::Updated).await?,
+    };
+    Ok(answer(outcome.as_str()))
+}
+
+fn answer(outcome: &'static str) -> Response {
     tracing::debug!(outcome, "chatwoot webhook handled");
-    Ok((StatusCode::OK, outcome).into_response())
+    (StatusCode::OK, outcome).into_response()
+}
+
+/// Which webhook brought an agent's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Created,
+    Updated,
 }
 
 /// How an agent's message reached the bridge (for the logs).
@@ -205,10 +225,40 @@ pub enum Arrival {
     CatchUp,
 }
 
+/// What became of an agent's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Stored,
+    AlreadyStored,
+    Retrying,
+    NothingToSend,
+    NoContact,
+    /// Unsigned and not confirmed by Chatwoot's API: not relayed (the next catch-up asks again).
+    Unconfirmed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Stored => "stored",
+            Outcome::AlreadyStored => "already stored",
+            Outcome::Retrying => "retrying",
+            Outcome::NothingToSend => "nothing to send",
+            Outcome::NoContact => "no WeChat contact for this conversation",
+            Outcome::Unconfirmed => "not confirmed by Chatwoot's API",
+        }
+    }
+}
+
+/// How long a webhook may spend catching up on its conversation before it is answered:
+/// Chatwoot waits 5 s (§3.2) and marks the message failed after that.
+const SYNC_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl ChatwootPlatform {
     /// The contact a conversation belongs to: by the conversation the bridge remembers, else by
     /// the contact's identifier (a conversation made before a lost database, or by another
-    /// instance), which is then remembered.
+    /// instance), which is then remembered if the contact has no conversation linked yet (an
+    /// agent answering in an older conversation of the customer does not move the link).
     pub(super) async fn contact_of(&self, conversation: u64, identifier: Option<&str>) -> Result<Option<Contact>, StoreError> {
         let store = &self.relay.store;
         if let Some(contact) = store.contact_by_link(PLATFORM, CONVERSATION, &conversation.to_string()).await? {
@@ -216,18 +266,62 @@ impl ChatwootPlatform {
         }
         let Some(channel_id) = identifier.and_then(|id| self.channel_id_of(id)) else { return Ok(None) };
         let Some(contact) = store.contact_by_channel_id(self.channel_name, channel_id).await? else { return Ok(None) };
-        store.save_link(contact.id, PLATFORM, CONVERSATION, &conversation.to_string()).await?;
-        store.contact(contact.id).await.map(Some)
+        if contact.link(PLATFORM, CONVERSATION).is_none() {
+            store.save_link(contact.id, PLATFORM, CONVERSATION, &conversation.to_string()).await?;
+            return store.contact(contact.id).await.map(Some);
+        }
+        Ok(Some(contact))
+    }
+
+    /// An agent's message announced by the webhook. The conversation is first caught up from
+    /// the last message seen, in Chatwoot's order (a reply whose webhook was missed goes out
+    /// before the one announced now), with Chatwoot's own data. Only when Chatwoot cannot be
+    /// asked in time is the webhook's copy used, and then only if it was signed.
+    pub(super) async fn on_reply(&self, hint: &AgentMessage, signed: bool, change: Change) -> Result<Outcome, StoreError> {
+        let Some(contact) = self.contact_of(hint.conversation, hint.contact_identifier.as_deref()).await? else {
+            return Ok(Outcome::NoContact);
+        };
+        let listed = match tokio::time::timeout(SYNC_BUDGET, self.sync(&contact, hint.conversation)).await {
+            Ok(Ok(sync)) => sync.seen >= hint.message_id,
+            Ok(Err(super::catchup::CatchUpError::Store(e))) => return Err(e),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, conversation = hint.conversation, "catching up on the conversation failed");
+                false
+            }
+            Err(_) => false,
+        };
+        let external_id = format!("{}:{}", hint.conversation, hint.message_id);
+        let stored = self.relay.store.message_by_external_id(PLATFORM, &external_id).await?;
+        match (change, stored) {
+            // The dashboard's Retry of a reply the bridge failed: send it again (§5.3).
+            (Change::Updated, Some(stored)) if stored.status == MessageStatus::Failed => {
+                if self.relay.store.retry_message(&stored.id).await? {
+                    self.relay.signals.queued(&stored.id);
+                    tracing::info!(message = %stored.id, chatwoot_message = hint.message_id, "retried from Chatwoot's dashboard");
+                }
+                Ok(Outcome::Retrying)
+            }
+            (_, Some(_)) => Ok(Outcome::AlreadyStored),
+            // Listed by the API but not stored: not something to send (a note, too old, delivered).
+            (_, None) if listed => Ok(Outcome::NothingToSend),
+            (_, None) if !signed => Ok(Outcome::Unconfirmed),
+            // An update of a message the bridge never stored is relayed only when nothing but a
+            // cleared error changed (Retry after a webhook the bridge missed), not on edits.
+            (Change::Updated, None) if !hint.attributes_cleared => Ok(Outcome::NothingToSend),
+            (_, None) => self.accept_reply(&contact, hint, Arrival::Webhook).await,
+        }
     }
 
     /// Stores an agent's reply for the customer (deduplicated on conversation and message id:
     /// a redelivered webhook, or the catch-up finding what a webhook brought, is relayed once).
-    pub(super) async fn accept_reply(&self, message: &AgentMessage, arrival: Arrival) -> Result<&'static str, StoreError> {
-        let Some(contact) = self.contact_of(message.conversation, message.contact_identifier.as_deref()).await? else {
-            return Ok("no WeChat contact for this conversation");
-        };
+    pub(super) async fn accept_reply(
+        &self,
+        contact: &Contact,
+        message: &AgentMessage,
+        arrival: Arrival,
+    ) -> Result<Outcome, StoreError> {
         let Some((first, more)) = content::outgoing(message.content.as_deref(), &message.attachments) else {
-            return Ok("nothing to send");
+            return Ok(Outcome::NothingToSend);
         };
         let record = OutboundRecord {
             conversation_id: message.conversation.to_string(),
@@ -237,31 +331,12 @@ impl ChatwootPlatform {
             more,
         };
         let relay: &Relay = &self.relay;
-        match outbound::accept_record(&relay.store, &relay.signals, self.channel_name, PLATFORM, &contact, &record, None).await? {
+        match outbound::accept_record(&relay.store, &relay.signals, self.channel_name, PLATFORM, contact, &record, None).await? {
             Accepted::New(id) => {
                 tracing::info!(message = %id, chatwoot_message = message.message_id, ?arrival, "agent reply stored");
-                Ok("stored")
+                Ok(Outcome::Stored)
             }
-            Accepted::Duplicate(_) => Ok("already stored"),
-        }
-    }
-
-    /// A `message_updated` without `external_error`: the dashboard's Retry of a reply the bridge
-    /// failed sends it again (§5.3); a reply never seen (its webhook failed while the bridge was
-    /// away, then Retry) is stored now; the bridge's own `delivered` report changes nothing.
-    pub(super) async fn accept_update(&self, message: &AgentMessage) -> Result<&'static str, StoreError> {
-        let external_id = format!("{}:{}", message.conversation, message.message_id);
-        let store = &self.relay.store;
-        match store.message_by_external_id(PLATFORM, &external_id).await? {
-            None => self.accept_reply(message, Arrival::Webhook).await,
-            Some(stored) if stored.status == MessageStatus::Failed => {
-                if store.retry_message(&stored.id).await? {
-                    self.relay.signals.queued(&stored.id);
-                    tracing::info!(message = %stored.id, chatwoot_message = message.message_id, "retried from Chatwoot's dashboard");
-                }
-                Ok("retrying")
-            }
-            Some(_) => Ok("no change"),
+            Accepted::Duplicate(_) => Ok(Outcome::AlreadyStored),
         }
     }
 }

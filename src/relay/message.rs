@@ -237,8 +237,8 @@ pub struct OutboundRecord {
     /// The sender's own reference for the message, given back with its status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_reference: Option<String>,
-    /// Further pieces of the same platform message, sent after `message` in order (a Chatwoot
-    /// reply's attachments after its text); one outcome is reported for all of them.
+    /// Further pieces of the same platform message, sent after `message` in order (a reply's
+    /// attachments after its text); one outcome is reported for all of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub more: Vec<OutboundMessage>,
 }

@@ -85,11 +85,14 @@ pub trait Platform: Send + Sync + 'static {
 
     /// Posts `msg` into the contact's conversation (creating and remembering the platform's
     /// user, conversation and member on first contact). Returns the platform's event id.
+    /// `attempt` counts from 1: on a retry the first post may have landed with its answer lost,
+    /// which a platform without idempotent posts checks before posting again.
     fn deliver_inbound<'a>(
         &'a self,
         contact: &'a Contact,
         msg: &'a InboundMessage,
         bridge_message_id: &'a BridgeMessageId,
+        attempt: u32,
     ) -> BoxFuture<'a, Result<String, DeliveryError>>;
 
     /// Posts the outcome of an outbound message into `conversation_id`. Returns the event id.
@@ -100,8 +103,8 @@ pub trait Platform: Send + Sync + 'static {
         report: &'a StatusReport,
     ) -> BoxFuture<'a, Result<String, DeliveryError>>;
 
-    /// Work the platform does on its own while the bridge serves (Chatwoot: catching up on agents'
-    /// replies its fire-once webhook could not deliver). It runs until the bridge stops; none by default.
+    /// Work the platform does on its own while the bridge serves (e.g. catching up on agents'
+    /// replies a fire-once webhook could not deliver). It runs until the bridge stops; none by default.
     fn background(self: Arc<Self>) -> Option<BoxFuture<'static, ()>> {
         None
     }

@@ -207,7 +207,7 @@ impl Worker {
         let contact = self.store.contact(job.contact_id).await.map_err(retry_store)?;
         let msg: InboundMessage = serde_json::from_str(&record.payload)
             .map_err(|e| DeliveryError::Permanent { code: None, reason: format!("stored message is unreadable: {e}") })?;
-        self.platform.deliver_inbound(&contact, &msg, &record.id).await
+        self.platform.deliver_inbound(&contact, &msg, &record.id, job.attempt).await
     }
 
     /// Sends the parts not yet sent, recording each as it is accepted, so a retry after a
@@ -306,6 +306,7 @@ mod tests {
             _: &'a Contact,
             _: &'a InboundMessage,
             _: &'a BridgeMessageId,
+            _: u32,
         ) -> BoxFuture<'a, Result<String, DeliveryError>> {
             Box::pin(async { panic!("adapter bug") })
         }

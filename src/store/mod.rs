@@ -254,7 +254,7 @@ impl Store {
     }
 
     /// The contacts `platform` gave a `kind` id whose reply window is still open at `now_ms`
-    /// (Chatwoot: the conversations worth catching up on, since a reply outside the window
+    /// (the conversations worth asking a platform about, since a reply outside the window
     /// cannot reach the customer anyway). Oldest contact first.
     pub async fn contacts_with_open_window(&self, platform: &str, kind: &str, now_ms: i64) -> Result<Vec<Contact>, StoreError> {
         let rows = sqlx::query(select_contacts!(

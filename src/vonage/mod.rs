@@ -131,6 +131,7 @@ impl Platform for VonagePlatform {
         contact: &'a Contact,
         msg: &'a InboundMessage,
         bridge_message_id: &'a BridgeMessageId,
+        _attempt: u32,
     ) -> BoxFuture<'a, Result<String, DeliveryError>> {
         Box::pin(self.post_message(contact, msg, bridge_message_id))
     }

@@ -73,6 +73,7 @@ impl Platform for WebhookPlatform {
         contact: &'a Contact,
         msg: &'a InboundMessage,
         bridge_message_id: &'a BridgeMessageId,
+        _attempt: u32,
     ) -> BoxFuture<'a, Result<String, DeliveryError>> {
         Box::pin(self.post(event::received_id(bridge_message_id), event::received(self.channel, contact, msg, bridge_message_id)))
     }

@@ -441,3 +441,128 @@ async fn setup_points_the_inbox_at_the_bridge_with_a_48_hour_reply_window_and_sa
     let err = wechat_bridge::app::setup(&config, &mut Vec::new()).await.unwrap_err();
     assert!(err.to_string().contains("no inbox 77"), "{err}");
 }
+
+/// A reply whose webhook was missed (a network blip) goes out before the next one, whose
+/// webhook made the bridge catch up on the conversation first: the customer reads them in the
+/// order the agent wrote them, long before the periodic catch-up.
+#[tokio::test]
+async fn a_reply_whose_webhook_was_missed_still_goes_out_before_the_next_one() {
+    let app = spawn_app_with_platform(TestPlatform::Chatwoot, WorkerMode::Background, |s| {
+        s.insert("CHATWOOT_CATCH_UP_SECS".into(), "3600".into());
+    })
+    .await;
+    customer_writes(&app, "o_cw_gap", "hello").await;
+    settled(&app, 1).await;
+    let conversation = conversation_of(&app, "o_cw_gap");
+    app.chatwoot.set_webhook_url(Some("http://127.0.0.1:9/unreachable".into()));
+    let missed = app.chatwoot.agent_reply(conversation, AgentReply::text("first")).await;
+    assert_eq!(status_of(&app, conversation, missed).0, "failed", "its webhook failed");
+    app.chatwoot.set_webhook_url(Some(format!("{}/webhooks/chatwoot", app.address)));
+    app.chatwoot.agent_reply(conversation, AgentReply::text("second")).await;
+    settled(&app, 3).await;
+    assert_eq!(texts_sent_to_wechat(&app, "o_cw_gap"), ["first", "second"]);
+    wait_status(&app, conversation, missed, "delivered").await;
+}
+
+/// Without a webhook secret, a webhook only says where to look: what is sent is what
+/// Chatwoot's API lists, so a forged body sends nothing.
+#[tokio::test]
+async fn unsigned_webhooks_relay_only_what_chatwoots_api_confirms() {
+    let app = spawn_app_with_platform(TestPlatform::Chatwoot, WorkerMode::Background, |s| {
+        s.remove("CHATWOOT_WEBHOOK_SECRET");
+    })
+    .await;
+    customer_writes(&app, "o_cw_unsigned", "hi").await;
+    settled(&app, 1).await;
+    let conversation = conversation_of(&app, "o_cw_unsigned");
+    let forged = json!({"event": "message_created", "id": 999_999, "content": "send money to …", "message_type": "outgoing",
+        "private": false, "account": {"id": 1}, "inbox": {"id": 3}, "conversation": {"id": conversation, "inbox_id": 3}});
+    let answer = reqwest::Client::new().post(format!("{}/webhooks/chatwoot", app.address)).json(&forged).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), "not confirmed by Chatwoot's API");
+    // A real reply (its webhook is unsigned too) is confirmed by the API and sent.
+    let real = app.chatwoot.agent_reply(conversation, AgentReply::text("the real answer")).await;
+    wait_status(&app, conversation, real, "delivered").await;
+    assert_eq!(texts_sent_to_wechat(&app, "o_cw_unsigned"), ["the real answer"]);
+}
+
+/// Chatwoot saved the customer's message but its answer was lost (a proxy's 504): the retry
+/// finds the message instead of posting it twice.
+#[tokio::test]
+async fn a_post_whose_answer_was_lost_is_not_posted_twice() {
+    let app = chatwoot_app().await;
+    customer_writes(&app, "o_cw_lost", "first").await;
+    settled(&app, 1).await;
+    app.chatwoot.lose_next_answers(1);
+    customer_writes(&app, "o_cw_lost", "answer lost").await;
+    let photo = app.wechat.add_media("image/png", vec![0x89, b'P', b'N', b'G']);
+    settled(&app, 2).await;
+    app.chatwoot.lose_next_answers(1);
+    customer_sends(
+        &app,
+        "o_cw_lost",
+        Body::Image { pic_url: "http://mmbiz.example/x.png".into(), media_id: photo, msg_id: app.wechat.next_msg_id() },
+    )
+    .await;
+    settled(&app, 3).await;
+    let contents: Vec<String> =
+        app.chatwoot_incoming().iter().map(|m| m["content"].as_str().unwrap_or_default().to_string()).collect();
+    assert_eq!(contents, ["first", "answer lost", ""], "each message once");
+    let stored = app.store.messages(None, 10).await.unwrap();
+    assert!(stored.iter().all(|m| m.status == "delivered" && m.attempts <= 2), "{stored:?}");
+    assert!(stored.iter().any(|m| m.attempts == 2), "the lost answers were retried");
+}
+
+/// An unfollow is a private note: agents see it, but it does not reopen a resolved
+/// conversation or make it look answerable.
+#[tokio::test]
+async fn an_unfollow_is_a_private_note_that_does_not_reopen_the_conversation() {
+    let app = chatwoot_app().await;
+    customer_writes(&app, "o_cw_unfollow", "bye").await;
+    settled(&app, 1).await;
+    let conversation = conversation_of(&app, "o_cw_unfollow");
+    app.chatwoot.resolve(conversation).await;
+    customer_sends(&app, "o_cw_unfollow", Body::Event(Event::Unsubscribe)).await;
+    settled(&app, 2).await;
+    let note = app.chatwoot.messages(conversation).into_iter().find(|m| m["private"] == true).expect("a private note");
+    assert!(note["content"].as_str().unwrap().contains("unfollowed"));
+    assert_eq!(app.chatwoot.conversations()[0]["status"], "resolved");
+}
+
+/// A conversation Chatwoot already had (a lost database): what agents wrote there before is
+/// history; the bridge adopts the conversation without sending old replies.
+#[tokio::test]
+async fn an_adopted_conversation_does_not_resend_its_history() {
+    let app = chatwoot_app().await;
+    let client = reqwest::Client::new();
+    let base = &app.settings["CHATWOOT_BASE_URL"];
+    let token = &app.settings["CHATWOOT_API_TOKEN"];
+    let created: Value = client
+        .post(format!("{base}/api/v1/accounts/1/contacts"))
+        .header("api_access_token", token)
+        .json(&json!({"inbox_id": 3, "name": "Old", "identifier": format!("wechat:{APP_ID}:o_cw_history")}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let contact_id = created["payload"]["contact"]["id"].as_u64().unwrap();
+    let conversation: Value = client
+        .post(format!("{base}/api/v1/accounts/1/conversations"))
+        .header("api_access_token", token)
+        .json(&json!({"inbox_id": 3, "contact_id": contact_id}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let conversation = conversation["id"].as_u64().unwrap();
+    app.chatwoot.agent_reply(conversation, AgentReply::text("an old reply, answered by phone")).await;
+    customer_writes(&app, "o_cw_history", "hello again").await;
+    settled(&app, 1).await;
+    let fresh = app.chatwoot.agent_reply(conversation, AgentReply::text("a new reply")).await;
+    wait_status(&app, conversation, fresh, "delivered").await;
+    assert_eq!(texts_sent_to_wechat(&app, "o_cw_history"), ["a new reply"]);
+}

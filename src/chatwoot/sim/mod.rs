@@ -153,6 +153,8 @@ pub struct ChatwootSim {
 pub(crate) struct Faults {
     pub fail_queue: VecDeque<u16>,
     pub down: bool,
+    /// API requests still to be handled but answered 504, as if the answer were lost.
+    pub lose_answers: usize,
 }
 
 /// Bookkeeping that is not Chatwoot data.
@@ -350,6 +352,12 @@ impl ChatwootSim {
     pub fn fail_next(&self, n: usize, status: u16) {
         let mut meta = self.inner.meta();
         meta.faults.fail_queue.extend(std::iter::repeat_n(status, n));
+    }
+
+    /// The next `n` API requests are handled (their data saved) but answered 504, as when a
+    /// proxy times out after Chatwoot committed: the caller cannot know it landed.
+    pub fn lose_next_answers(&self, n: usize) {
+        self.inner.meta().faults.lose_answers += n;
     }
 
     /// While `true`, every API request answers 503 (an HTML proxy page).

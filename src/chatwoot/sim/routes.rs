@@ -97,9 +97,19 @@ async fn api_gate(AxState(inner): Sim, req: Request, next: Next) -> Response {
         let mut meta = inner.meta();
         if meta.faults.down { Some(503) } else { meta.faults.fail_queue.pop_front() }
     };
-    match injected {
-        Some(status) => ApiError::injected(status).into_response(),
-        None => next.run(req).await,
+    if let Some(status) = injected {
+        return ApiError::injected(status).into_response();
+    }
+    let response = next.run(req).await;
+    // The request was handled (and its data saved), but the answer never reaches the caller:
+    // a proxy timing out after Rails committed.
+    let lost = inner.meta().faults.lose_answers.checked_sub(1);
+    match lost {
+        Some(left) => {
+            inner.meta().faults.lose_answers = left;
+            ApiError::injected(504).into_response()
+        }
+        None => response,
     }
 }
 
