@@ -566,3 +566,36 @@ async fn an_adopted_conversation_does_not_resend_its_history() {
     wait_status(&app, conversation, fresh, "delivered").await;
     assert_eq!(texts_sent_to_wechat(&app, "o_cw_history"), ["a new reply"]);
 }
+
+/// A file WeChat cannot show (a PDF) goes as a link to it; a webhook of another inbox is ignored.
+#[tokio::test]
+async fn a_file_goes_as_a_link_and_other_inboxes_are_ignored() {
+    let app = chatwoot_app().await;
+    customer_writes(&app, "o_cw_file", "the invoice?").await;
+    settled(&app, 1).await;
+    let conversation = conversation_of(&app, "o_cw_file");
+    let pdf = SimFile { filename: "invoice.pdf".into(), content_type: "application/pdf".into(), bytes: b"%PDF-1.4".to_vec() };
+    let id = app.chatwoot.agent_reply(conversation, AgentReply::text("").with_attachment(pdf)).await;
+    wait_status(&app, conversation, id, "delivered").await;
+    let texts = texts_sent_to_wechat(&app, "o_cw_file");
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].starts_with("📎 http") && texts[0].ends_with("invoice.pdf"), "{texts:?}");
+    let link = texts[0].trim_start_matches("📎 ");
+    let file = reqwest::get(link).await.unwrap();
+    assert_eq!(file.bytes().await.unwrap().as_ref(), b"%PDF-1.4", "the link leads to the file");
+
+    let body = json!({"event": "message_created", "id": 5, "content": "not ours", "message_type": "outgoing",
+        "private": false, "account": {"id": 1}, "inbox": {"id": 4}, "conversation": {"id": conversation, "inbox_id": 4}})
+    .to_string();
+    let now = now_secs();
+    let answer = reqwest::Client::new()
+        .post(format!("{}/webhooks/chatwoot", app.address))
+        .header("content-type", "application/json")
+        .header("X-Chatwoot-Timestamp", now.to_string())
+        .header("X-Chatwoot-Signature", sign(&body, now, CHATWOOT_SECRET))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((answer.status().as_u16(), answer.text().await.unwrap().as_str()), (200, "another inbox"));
+}
