@@ -116,14 +116,14 @@ impl ChatwootPlatform {
             Ok(conversations) => conversations,
             // The contact was deleted in Chatwoot: forget it, the retry makes a new one.
             Err(e) if e.status() == Some(404) => return Err(self.forget(contact, CONTACT, e).await),
-            Err(e) => return Err(classify(e)),
+            Err(e) => return Err(self.classify(e)),
         };
         let conversation = match existing.iter().filter(|c| c.inbox_id == Some(self.inbox_id)).map(|c| c.id).max() {
             Some(id) => id,
             None => match self.client.create_conversation(self.inbox_id, contact_id, &identifier).await {
                 Ok(created) => created.id,
                 Err(e) if e.status() == Some(404) => return Err(self.forget(contact, CONTACT, e).await),
-                Err(e) => return Err(classify(e)),
+                Err(e) => return Err(self.classify(e)),
             },
         };
         self.save(contact, CONVERSATION, conversation).await?;
@@ -131,7 +131,7 @@ impl ChatwootPlatform {
     }
 
     async fn find_or_create_contact(&self, contact: &Contact, identifier: &str) -> Result<CwContact, DeliveryError> {
-        let found = match self.client.find_contact(identifier).await.map_err(classify)? {
+        let found = match self.client.find_contact(identifier).await.map_err(|e| self.classify(e))? {
             Some(found) => found,
             None => {
                 let name = display_name(&contact.channel_id);
@@ -140,18 +140,20 @@ impl ChatwootPlatform {
                     Ok(created) => return Ok(created),
                     // Taken: created meanwhile by another instance, or before a lost database.
                     Err(ChatwootError::Api { status: 422, .. }) => {
-                        self.client.find_contact(identifier).await.map_err(classify)?.ok_or_else(|| DeliveryError::Retry {
-                            reason: format!("contact {identifier} exists (422) but the filter does not find it yet"),
-                            after: None,
+                        self.client.find_contact(identifier).await.map_err(|e| self.classify(e))?.ok_or_else(|| {
+                            DeliveryError::Retry {
+                                reason: format!("contact {identifier} exists (422) but the filter does not find it yet"),
+                                after: None,
+                            }
                         })?
                     }
-                    Err(e) => return Err(classify(e)),
+                    Err(e) => return Err(self.classify(e)),
                 }
             }
         };
         if !found.in_inbox(self.inbox_id) {
             // A contact made elsewhere (CRM import, another inbox): give it a session in ours.
-            self.client.add_contact_inbox(found.id, self.inbox_id, identifier).await.map_err(classify)?;
+            self.client.add_contact_inbox(found.id, self.inbox_id, identifier).await.map_err(|e| self.classify(e))?;
         }
         Ok(found)
     }
@@ -160,8 +162,25 @@ impl ChatwootPlatform {
         self.relay.store.save_link(contact.id, PLATFORM, kind, &id.to_string()).await.map_err(retry_store)
     }
 
+    /// What `e` means for the relay ([`classify`]), counted in `bridge_remote_errors_total`.
+    fn classify(&self, e: ChatwootError) -> DeliveryError {
+        self.count(&e);
+        classify(e)
+    }
+
+    /// Counts `e` by its HTTP status (or `transport`, `decode`).
+    fn count(&self, e: &ChatwootError) {
+        let code = match e {
+            ChatwootError::Api { status, .. } => status.to_string(),
+            ChatwootError::Transport(_) => "transport".into(),
+            ChatwootError::Decode(_) => "decode".into(),
+        };
+        self.relay.signals.metrics().remote_error(PLATFORM, &code);
+    }
+
     /// Forgets an id Chatwoot no longer knows (and what hangs on it), so the retry recreates it.
     async fn forget(&self, contact: &Contact, kind: &str, e: ChatwootError) -> DeliveryError {
+        self.count(&e);
         let kinds: &[&str] = if kind == CONTACT { &[CONTACT, CONVERSATION, SEEN] } else { &[CONVERSATION, SEEN] };
         for kind in kinds {
             if let Err(store) = self.relay.store.remove_link(contact.id, PLATFORM, kind).await {
@@ -196,7 +215,7 @@ impl ChatwootPlatform {
             Ok(message_id) => Ok(message_id.to_string()),
             // The conversation was deleted in Chatwoot: the retry makes a new one.
             Err(e) if e.status() == Some(404) => Err(self.forget(contact, CONVERSATION, e).await),
-            Err(e) => Err(classify(e)),
+            Err(e) => Err(self.classify(e)),
         }
     }
 
@@ -211,7 +230,7 @@ impl ChatwootPlatform {
             (true, _) => (DeliveryStatus::Delivered, None),
             (false, error) => (DeliveryStatus::Failed, Some(external_error(error.as_ref()))),
         };
-        self.client.update_status(conversation, message_id, status, error.as_deref()).await.map_err(classify)?;
+        self.client.update_status(conversation, message_id, status, error.as_deref()).await.map_err(|e| self.classify(e))?;
         Ok(format!("status:{message_id}:{}", report.report_seq))
     }
 }
