@@ -60,7 +60,12 @@ impl ChatwootPlatform {
         let mut cursor = seen;
         let mut stored = 0;
         loop {
-            let page = self.client.messages_after(conversation, cursor).await.map_err(CatchUpError::Chatwoot)?;
+            let page = self
+                .client
+                .messages_after(conversation, cursor)
+                .await
+                .inspect_err(|e| self.count(e))
+                .map_err(CatchUpError::Chatwoot)?;
             for message in &page {
                 cursor = cursor.max(message.id);
                 if let Some(reply) = missed_reply(conversation, message, now)

@@ -158,7 +158,7 @@ pub enum HookError {
 }
 
 /// What the webhook refuses with, as `bridge_webhook_rejections_total` names it.
-const REJECTIONS: &[&str] = &["signature", "stale", "malformed"];
+const REJECTIONS: &[&str] = &["signature", "stale", "malformed", "too_large"];
 
 impl IntoResponse for HookError {
     fn into_response(self) -> Response {

@@ -47,7 +47,7 @@ pub enum RtcError {
 }
 
 /// What the webhook refuses with, as `bridge_webhook_rejections_total` names it.
-const REJECTIONS: &[&str] = &["signature", "stale", "malformed", "content_type"];
+const REJECTIONS: &[&str] = &["signature", "stale", "malformed", "content_type", "too_large"];
 
 impl IntoResponse for RtcError {
     fn into_response(self) -> Response {

@@ -277,6 +277,7 @@ const SEND_REJECTIONS: &[&str] = &[
     "idempotency_reused",
     "unknown_contact",
     "reply_window",
+    "too_large",
 ];
 /// What `/api/v1/messages/{id}` refuses with.
 const GET_REJECTIONS: &[&str] = &["unauthorized", "not_found"];

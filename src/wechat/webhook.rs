@@ -73,7 +73,7 @@ pub enum WebhookError {
 }
 
 /// What the webhook refuses with, as `bridge_webhook_rejections_total` names it.
-const REJECTIONS: &[&str] = &["signature", "stale", "replay", "malformed", "content_type", "decrypt", "plaintext"];
+const REJECTIONS: &[&str] = &["signature", "stale", "replay", "malformed", "content_type", "decrypt", "plaintext", "too_large"];
 
 impl WebhookError {
     /// The rejection's reason (one of [`REJECTIONS`]), or `None` for a 5xx.

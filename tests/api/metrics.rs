@@ -326,6 +326,33 @@ async fn the_webhook_platform_counts_its_receivers_errors_and_api_refusals() {
 }
 
 #[tokio::test]
+async fn the_chatwoot_webhook_counts_its_rejections_by_reason() {
+    let app = spawn_app_with_platform(TestPlatform::Chatwoot, WorkerMode::Manual, |_| {}).await;
+    let hook = format!("{}/webhooks/chatwoot", app.address);
+    let body = json!({"event": "message_created", "id": 1, "content": "forged?", "message_type": "outgoing"}).to_string();
+    let client = reqwest::Client::new();
+    let unsigned = client.post(&hook).header("content-type", "application/json").body(body.clone()).send().await.unwrap();
+    assert_eq!(unsigned.status(), 401);
+    let stale = client
+        .post(&hook)
+        .header("content-type", "application/json")
+        .header("x-chatwoot-signature", "sha256=00")
+        .header("x-chatwoot-timestamp", "1000")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 401);
+    let s = scrape(&app.address).await;
+    assert_eq!(s.value(REJECTIONS, &[("route", "/webhooks/chatwoot"), ("reason", "signature")]), 1.0);
+    assert_eq!(s.value(REJECTIONS, &[("route", "/webhooks/chatwoot"), ("reason", "stale")]), 1.0);
+    assert!(s.has(REJECTIONS, &[("route", "/webhooks/chatwoot"), ("reason", "malformed")]));
+    assert!(s.has("bridge_duplicates_total", &[("source", "chatwoot")]));
+    assert!(s.has(REMOTE, &[("api", "chatwoot"), ("code", "transport")]));
+    assert!(!s.has(REJECTIONS, &[("route", "/webhooks/vonage/rtc")]), "only the routes this bridge serves");
+}
+
+#[tokio::test]
 async fn routes_are_matched_paths_never_raw_ones() {
     let app = spawn_app().await;
     let client = reqwest::Client::new();
