@@ -14,9 +14,13 @@ use crate::config::{Config, HttpConfig, PlatformConfig};
 use crate::http::admin::{AdminAccess, PlatformLinks};
 use crate::http::shutdown::Shutdown;
 use crate::http::{AppState, router};
+use crate::metrics::Metrics;
 use crate::relay::worker::Worker;
 use crate::relay::{Relay, Signals};
 use crate::store::Store;
+
+/// How often recorded histogram samples are folded into their buckets between scrapes.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 /// Whether the outbox worker runs by itself or is driven by the caller (tests, step by step).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +52,14 @@ impl Application {
             (Some(token), false) => AdminAccess::Token(token.clone()),
             (None, false) => AdminAccess::Closed,
         };
-        let signals = Signals::default();
+        let channel_name = crate::wechat::webhook::CHANNEL;
+        let platform_name = match &config.platform {
+            PlatformConfig::Vonage(_) => crate::vonage::PLATFORM,
+            PlatformConfig::Webhook(_) => crate::webhook::PLATFORM,
+            PlatformConfig::Chatwoot(_) => crate::chatwoot::PLATFORM,
+        };
+        // This application's own registry, shared through the signals (`metrics` says why).
+        let signals = Signals::new(Metrics::new(channel_name, platform_name));
         let relay = Relay { store: store.clone(), signals: signals.clone() };
         // The channel (where customers are) and the platform (where agents are), each with the
         // routes of its webhooks. A new platform is one more line here.
@@ -58,7 +69,6 @@ impl Application {
             config.media_fetch_allowlist.clone(),
             relay.clone(),
         )?;
-        let channel_name = crate::wechat::webhook::CHANNEL;
         let (platform, platform_routes) = match &config.platform {
             PlatformConfig::Vonage(vonage) => crate::vonage::adapter(vonage, relay, channel_name)?,
             PlatformConfig::Webhook(webhook) => crate::webhook::adapter(webhook, relay, channel.clone(), channel_name)?,
@@ -66,6 +76,7 @@ impl Application {
                 crate::chatwoot::adapter(chatwoot, relay, channel.clone(), channel_name, &config.wechat.app_id)?
             }
         };
+        debug_assert_eq!(platform.name(), platform_name, "the metrics name the platform that runs");
         let platform_links = PlatformLinks { platform: platform.name(), kinds: platform.link_kinds() };
         let adapters = axum::Router::new().merge(channel_routes).merge(platform_routes);
         let background = platform.clone().background();
@@ -135,6 +146,19 @@ impl Application {
                 }
             })
         });
+        let upkeep = {
+            let metrics = self.state.signals.metrics().clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(METRICS_UPKEEP);
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => metrics.run_upkeep(),
+                        _ = stop.wait_for(|s| *s) => break,
+                    }
+                }
+            })
+        };
         let streams = self.state.shutdown.clone();
         let app = router(self.state, self.adapters);
         tracing::info!(addr = %self.listener.local_addr()?, "wechat-bridge listening");
@@ -150,6 +174,7 @@ impl Application {
         if let Some(task) = background {
             let _ = task.await;
         }
+        let _ = upkeep.await;
         result
     }
 }

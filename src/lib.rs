@@ -12,6 +12,7 @@
 //!   accepting messages, the outbox worker.
 //! - `store`: SQLite persistence of contacts (and their platform links), messages and jobs.
 //! - `http`: the router that mounts each adapter's routes, the admin API, the console, the server.
+//! - `metrics`: the Prometheus families `GET /metrics` renders, one registry per application.
 //! - `wechat`: the channel adapter: webhook (verify, decrypt, parse), media links, client, sim.
 //! - `vonage`: a platform adapter: JWTs, client, event body, RTC webhook, setup, sim.
 //! - `webhook`: a platform adapter: signed Standard Webhooks out, `/api/v1` in, OpenAPI, receiver.
@@ -23,6 +24,7 @@ pub mod chatwoot;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod metrics;
 pub mod relay;
 pub mod simulate;
 pub mod store;

@@ -79,7 +79,12 @@ impl ChatwootPlatform {
         let seen = contact.link(PLATFORM, SEEN).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
         let mut sync = Sync { seen, stored: 0 };
         loop {
-            let page = self.client.messages_after(conversation, sync.seen).await.map_err(CatchUpError::Chatwoot)?;
+            let page = self
+                .client
+                .messages_after(conversation, sync.seen)
+                .await
+                .inspect_err(|e| self.count(e))
+                .map_err(CatchUpError::Chatwoot)?;
             for message in &page {
                 sync.seen = sync.seen.max(message.id);
                 if let Some(reply) = missed_reply(conversation, message, now)

@@ -116,24 +116,24 @@ impl ChatwootPlatform {
             Ok(conversations) => conversations,
             // The contact was deleted in Chatwoot: forget it, the retry makes a new one.
             Err(e) if e.status() == Some(404) => return Err(self.forget(contact, CONTACT, e).await),
-            Err(e) => return Err(classify(e)),
+            Err(e) => return Err(self.classify(e)),
         };
         let conversation = match existing.iter().filter(|c| c.inbox_id == Some(self.inbox_id)).map(|c| c.id).max() {
             Some(id) => {
                 // An existing conversation (a lost database, another instance): what agents
                 // wrote in it before is history, not replies to relay now.
-                let latest = self.client.latest_messages(id).await.map_err(classify)?;
+                let latest = self.client.latest_messages(id).await.map_err(|e| self.classify(e))?;
                 if let Some(seen) = latest.iter().map(|m| m.id).max() {
                     self.save(contact, SEEN, seen).await?;
                 }
                 id
             }
             None => {
-                let source_id = self.client.source_id_in(contact_id, self.inbox_id).await.map_err(classify)?;
+                let source_id = self.client.source_id_in(contact_id, self.inbox_id).await.map_err(|e| self.classify(e))?;
                 match self.client.create_conversation(self.inbox_id, contact_id, &source_id).await {
                     Ok(created) => created.id,
                     Err(e) if e.status() == Some(404) => return Err(self.forget(contact, CONTACT, e).await),
-                    Err(e) => return Err(classify(e)),
+                    Err(e) => return Err(self.classify(e)),
                 }
             }
         };
@@ -142,7 +142,7 @@ impl ChatwootPlatform {
     }
 
     async fn find_or_create_contact(&self, contact: &Contact, identifier: &str) -> Result<CwContact, DeliveryError> {
-        let found = match self.client.find_contact(identifier).await.map_err(classify)? {
+        let found = match self.client.find_contact(identifier).await.map_err(|e| self.classify(e))? {
             Some(found) => found,
             None => {
                 let name = display_name(&contact.channel_id);
@@ -154,19 +154,21 @@ impl ChatwootPlatform {
                     Ok(created) => return Ok(created),
                     // Taken: created meanwhile by another instance, or before a lost database.
                     Err(ChatwootError::Api { status: 422, .. }) => {
-                        self.client.find_contact(identifier).await.map_err(classify)?.ok_or_else(|| DeliveryError::Retry {
-                            reason: format!("contact {identifier} exists (422) but the filter does not find it yet"),
-                            after: None,
+                        self.client.find_contact(identifier).await.map_err(|e| self.classify(e))?.ok_or_else(|| {
+                            DeliveryError::Retry {
+                                reason: format!("contact {identifier} exists (422) but the filter does not find it yet"),
+                                after: None,
+                            }
                         })?
                     }
-                    Err(e) => return Err(classify(e)),
+                    Err(e) => return Err(self.classify(e)),
                 }
             }
         };
         if !found.in_inbox(self.inbox_id) {
             // A contact made elsewhere (CRM import, another inbox): give it a session in ours.
             let source_id = uuid::Uuid::new_v4().to_string();
-            self.client.add_contact_inbox(found.id, self.inbox_id, &source_id).await.map_err(classify)?;
+            self.client.add_contact_inbox(found.id, self.inbox_id, &source_id).await.map_err(|e| self.classify(e))?;
         }
         Ok(found)
     }
@@ -175,8 +177,25 @@ impl ChatwootPlatform {
         self.relay.store.save_link(contact.id, PLATFORM, kind, &id.to_string()).await.map_err(retry_store)
     }
 
+    /// What `e` means for the relay ([`classify`]), counted in `bridge_remote_errors_total`.
+    fn classify(&self, e: ChatwootError) -> DeliveryError {
+        self.count(&e);
+        classify(e)
+    }
+
+    /// Counts `e` by its HTTP status (or `transport`, `decode`).
+    fn count(&self, e: &ChatwootError) {
+        let code = match e {
+            ChatwootError::Api { status, .. } => status.to_string(),
+            ChatwootError::Transport(_) => "transport".into(),
+            ChatwootError::Decode(_) => "decode".into(),
+        };
+        self.relay.signals.metrics().remote_error(PLATFORM, &code);
+    }
+
     /// Forgets an id Chatwoot no longer knows (and what hangs on it), so the retry recreates it.
     async fn forget(&self, contact: &Contact, kind: &str, e: ChatwootError) -> DeliveryError {
+        self.count(&e);
         let kinds: &[&str] = if kind == CONTACT { &[CONTACT, CONVERSATION, SEEN] } else { &[CONVERSATION, SEEN] };
         for kind in kinds {
             if let Err(store) = self.relay.store.remove_link(contact.id, PLATFORM, kind).await {
@@ -201,7 +220,7 @@ impl ChatwootPlatform {
                 return match self.client.post_note(conversation, &note).await {
                     Ok(message_id) => Ok(message_id.to_string()),
                     Err(e) if e.status() == Some(404) => Err(self.forget(contact, CONVERSATION, e).await),
-                    Err(e) => Err(classify(e)),
+                    Err(e) => Err(self.classify(e)),
                 };
             }
             Posting::Skip(why) => return Ok(format!("not posted: {why}")),
@@ -231,7 +250,7 @@ impl ChatwootPlatform {
             Ok(message_id) => Ok(message_id.to_string()),
             // The conversation was deleted in Chatwoot: the retry makes a new one.
             Err(e) if e.status() == Some(404) => Err(self.forget(contact, CONVERSATION, e).await),
-            Err(e) => Err(classify(e)),
+            Err(e) => Err(self.classify(e)),
         }
     }
 
@@ -244,7 +263,7 @@ impl ChatwootPlatform {
         msg: &InboundMessage,
         id: &BridgeMessageId,
     ) -> Result<Option<u64>, DeliveryError> {
-        let latest = self.client.latest_messages(conversation).await.map_err(classify)?;
+        let latest = self.client.latest_messages(conversation).await.map_err(|e| self.classify(e))?;
         Ok(latest
             .iter()
             .filter(|m| m.message_type.as_u64() == Some(0) || m.message_type.as_str() == Some("incoming"))
@@ -267,7 +286,7 @@ impl ChatwootPlatform {
             (true, _) => (DeliveryStatus::Delivered, None),
             (false, error) => (DeliveryStatus::Failed, Some(external_error(error.as_ref()))),
         };
-        self.client.update_status(conversation, message_id, status, error.as_deref()).await.map_err(classify)?;
+        self.client.update_status(conversation, message_id, status, error.as_deref()).await.map_err(|e| self.classify(e))?;
         Ok(format!("status:{message_id}:{}", report.report_seq))
     }
 }

@@ -20,6 +20,7 @@ use subtle::ConstantTimeEq;
 
 use super::client::CwAttachment;
 use super::{CONVERSATION, ChatwootPlatform, PLATFORM, content};
+use crate::metrics::{Rejection, mark_rejections};
 use crate::relay::message::{Contact, MessageStatus, OutboundRecord};
 use crate::relay::{Relay, outbound};
 use crate::store::{Accepted, StoreError};
@@ -161,16 +162,21 @@ pub enum HookError {
     Store(#[from] StoreError),
 }
 
+/// What the webhook refuses with, as `bridge_webhook_rejections_total` names it.
+const REJECTIONS: &[&str] = &["signature", "stale", "malformed", "too_large"];
+
 impl IntoResponse for HookError {
     fn into_response(self) -> Response {
-        let status = match &self {
-            HookError::Signature(_) => StatusCode::UNAUTHORIZED,
-            HookError::Malformed(_) => StatusCode::BAD_REQUEST,
+        let (status, reason) = match &self {
+            HookError::Signature(SignatureError::Stale) => (StatusCode::UNAUTHORIZED, "stale"),
+            HookError::Signature(_) => (StatusCode::UNAUTHORIZED, "signature"),
+            HookError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed"),
             // Chatwoot does not retry: it marks the reply failed, and the catch-up finds it later.
-            HookError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HookError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, ""),
         };
         tracing::warn!(error = %self, status = status.as_u16(), "chatwoot webhook rejected");
-        (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], self.to_string()).into_response()
+        let response = (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], self.to_string()).into_response();
+        if status.is_client_error() { Rejection(reason).on(response) } else { response }
     }
 }
 
@@ -182,8 +188,10 @@ struct HookState {
 
 /// `POST /webhooks/chatwoot`.
 pub fn routes<S: Clone + Send + Sync + 'static>(platform: Arc<ChatwootPlatform>, secret: Option<String>) -> Router<S> {
+    const ROUTE: &str = "/webhooks/chatwoot";
+    platform.relay.signals.metrics().webhook_routes(&[ROUTE], REJECTIONS);
     let state = HookState { platform, secret: secret.map(Arc::from) };
-    Router::new().route("/webhooks/chatwoot", post(receive)).with_state(state)
+    Router::new().route(ROUTE, post(receive)).route_layer(axum::middleware::map_response(mark_rejections)).with_state(state)
 }
 
 async fn receive(State(state): State<HookState>, headers: HeaderMap, body: Bytes) -> Result<Response, HookError> {
@@ -297,7 +305,7 @@ impl ChatwootPlatform {
             (Change::Updated, Some(stored)) if stored.status == MessageStatus::Failed => {
                 if self.relay.store.retry_message(&stored.id).await? {
                     self.relay.signals.queued(&stored.id);
-                    tracing::info!(message = %stored.id, chatwoot_message = hint.message_id, "retried from Chatwoot's dashboard");
+                    tracing::info!(bridge_message_id = %stored.id, chatwoot_message = hint.message_id, "retried from Chatwoot's dashboard");
                 }
                 Ok(Outcome::Retrying)
             }
@@ -333,7 +341,7 @@ impl ChatwootPlatform {
         let relay: &Relay = &self.relay;
         match outbound::accept_record(&relay.store, &relay.signals, self.channel_name, PLATFORM, contact, &record, None).await? {
             Accepted::New(id) => {
-                tracing::info!(message = %id, chatwoot_message = message.message_id, ?arrival, "agent reply stored");
+                tracing::info!(bridge_message_id = %id, chatwoot_message = message.message_id, ?arrival, "agent reply stored");
                 Ok(Outcome::Stored)
             }
             Accepted::Duplicate(_) => Ok(Outcome::AlreadyStored),

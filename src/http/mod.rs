@@ -1,6 +1,6 @@
 //! The HTTP surface: `router` mounts the routes each adapter brings (its webhooks, under their
-//! own state) next to the core's own: admin API, console, health checks; so tests can serve it on
-//! any port. `server` serves it, with the timeouts and connection cap a public endpoint needs.
+//! own state) next to the core's own: admin API, console, health checks, `/metrics`; so tests can
+//! serve it on any port. `server` serves it, with the timeouts and connection cap a public endpoint needs.
 
 pub mod admin;
 pub mod console;
@@ -11,14 +11,17 @@ pub mod shutdown;
 pub mod stream_ticket;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::metrics::{Metrics, Rejection};
 use crate::store::Store;
 
 /// Bodies over 1 MiB are refused with 413 (DESIGN.md "Statuses"); WeChat's are a few KiB.
@@ -69,12 +72,37 @@ pub fn router(state: AppState, adapters: Router<AppState>) -> Router {
         .merge(adapters)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(render_metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // The channel's sender gives up after 5 s (WeChat); nothing we do should take longer than this.
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(4)))
-        // Outermost, so errors, 404s and timeouts carry the headers too.
+        // So errors, 404s and timeouts carry the headers too.
         .layer(axum::middleware::map_response(security_headers::add_security_headers))
+        // Outermost: every answer is counted, timeouts and unmatched paths included.
+        .layer(axum::middleware::from_fn_with_state(state.signals.metrics().clone(), count_requests))
         .with_state(state)
+}
+
+/// Counts each request by its matched path (`unmatched` when no route matched: a raw path
+/// would let anyone add label values) and status, and times it.
+async fn count_requests(State(metrics): State<Metrics>, matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str).to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.http_request(&route, response.status(), started.elapsed(), response.extensions().get::<Rejection>());
+    response
+}
+
+/// `GET /metrics`: Prometheus text, the outbox read fresh. No token (DESIGN.md "Metrics"):
+/// restrict it by network.
+async fn render_metrics(State(state): State<AppState>) -> Response {
+    let metrics = state.signals.metrics();
+    let now = crate::store::now_ms();
+    match state.store.outbox_stats(now).await {
+        Ok(stats) => metrics.set_outbox(&stats, now),
+        Err(e) => tracing::warn!(error = %e, "cannot read the outbox for /metrics; its gauges are stale"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render()).into_response()
 }
 
 /// Ready when the database answers.

@@ -26,6 +26,13 @@ impl BridgeMessageId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// When the id was generated (Unix milliseconds): the time its message was stored. `None`
+    /// for an id that is not a UUIDv7.
+    pub fn created_at_ms(&self) -> Option<i64> {
+        let (secs, nanos) = uuid::Uuid::parse_str(&self.0).ok()?.get_timestamp()?.to_unix();
+        Some(secs as i64 * 1000 + i64::from(nanos / 1_000_000))
+    }
 }
 
 /// The store's id of a contact.

@@ -35,8 +35,12 @@ pub async fn accept(
             idempotency: None,
         })
         .await?;
-    if let Accepted::New(id) = &accepted {
-        signals.queued(id);
+    match &accepted {
+        Accepted::New(id) => {
+            signals.metrics().accepted(Direction::Inbound, &msg.msg_type);
+            signals.queued(id);
+        }
+        Accepted::Duplicate(_) => signals.metrics().duplicate(channel),
     }
     Ok(accepted)
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use tokio::sync::{Notify, broadcast};
 
+use crate::metrics::Metrics;
 use ids::{BridgeMessageId, ErrorCode};
 use message::{Contact, InboundMessage, OutboundMessage, StatusReport};
 
@@ -25,21 +26,34 @@ pub struct Relay {
     pub signals: Signals,
 }
 
-/// What the relay tells the rest of the process about messages: new work for the worker, and
-/// every message stored or changed (the console's live stream). Clones share the channels.
+/// What the relay tells the rest of the process about messages: new work for the worker, every
+/// message stored or changed (the console's live stream), and the application's counts
+/// (`metrics`, which every part that holds the signals records on). Clones share all three.
 #[derive(Clone, Debug)]
 pub struct Signals {
     wake: Arc<Notify>,
     changes: broadcast::Sender<BridgeMessageId>,
+    metrics: Metrics,
 }
 
+/// Signals whose metrics record nothing.
 impl Default for Signals {
     fn default() -> Self {
-        Self { wake: Arc::new(Notify::new()), changes: broadcast::channel(1024).0 }
+        Self::new(Metrics::default())
     }
 }
 
 impl Signals {
+    /// Signals counting on `metrics` (the application's registry).
+    pub fn new(metrics: Metrics) -> Self {
+        Self { wake: Arc::new(Notify::new()), changes: broadcast::channel(1024).0, metrics }
+    }
+
+    /// The application's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// A message was stored or put back in the outbox: wake the worker, tell listeners.
     pub fn queued(&self, message_id: &BridgeMessageId) {
         self.wake.notify_one();

@@ -56,8 +56,12 @@ pub async fn accept_record(
             idempotency,
         })
         .await?;
-    if let Accepted::New(id) = &accepted {
-        signals.queued(id);
+    match &accepted {
+        Accepted::New(id) => {
+            signals.metrics().accepted(Direction::Outbound, &record.message.msg_type);
+            signals.queued(id);
+        }
+        Accepted::Duplicate(_) => signals.metrics().duplicate(source),
     }
     Ok(accepted)
 }

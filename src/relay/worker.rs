@@ -15,10 +15,12 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use rand::RngExt;
 use tokio::task::{self, JoinSet};
+use tracing::Instrument;
 
 use super::message::{ErrorInfo, InboundMessage, MessageStatus, OutboundRecord, StatusReport};
 use super::{Channel, DeliveryError, Platform, Signals};
 use crate::config::RelayConfig;
+use crate::metrics::Attempt;
 use crate::store::{ClaimedJob, JobKind, Store, StoreError, now_ms};
 
 /// Delivers outbox jobs to the platform and the channel.
@@ -128,8 +130,14 @@ impl Worker {
     }
 
     /// One attempt at `job`, bounded by `job_timeout`, its lease renewed while it runs; then the
-    /// outcome is recorded.
+    /// outcome is recorded. Everything it logs is in a `job` span naming the message.
     async fn execute(self: Arc<Self>, job: ClaimedJob) {
+        let span =
+            tracing::info_span!("job", bridge_message_id = %job.message_id, kind = job.kind.as_str(), attempt = job.attempt);
+        self.execute_in_span(job).instrument(span).await
+    }
+
+    async fn execute_in_span(self: Arc<Self>, job: ClaimedJob) {
         // A panic in an adapter is a bug, but it must fail this message alone: caught, it is a
         // permanent failure recorded like any other, instead of a job that runs again forever.
         let attempt = std::panic::AssertUnwindSafe(self.attempt(&job)).catch_unwind();
@@ -154,7 +162,7 @@ impl Worker {
                         // The lease ran out and another worker holds the job now: stop, so it is
                         // not sent twice at once; that worker records the outcome.
                         Ok(false) => {
-                            tracing::warn!(job = job.id, message = %job.message_id, "lease lost; attempt abandoned");
+                            tracing::warn!(job = job.id, "lease lost; attempt abandoned");
                             return;
                         }
                         Err(e) => tracing::warn!(job = job.id, error = %e, "renewing a job's lease failed"),
@@ -176,19 +184,20 @@ impl Worker {
     }
 
     async fn record(&self, job: &ClaimedJob, outcome: Result<String, DeliveryError>) -> Result<(), StoreError> {
+        let attempt = Attempt::of(&outcome, job.attempt >= self.config.max_attempts);
         match outcome {
             Ok(event_id) => {
-                tracing::info!(job = job.id, message = %job.message_id, event = %event_id, "delivered");
+                tracing::info!(job = job.id, event = %event_id, "delivered");
                 self.store.complete_job(job, Some(&event_id)).await?;
             }
             Err(DeliveryError::Permanent { code, reason }) => {
-                tracing::warn!(job = job.id, message = %job.message_id, code = ?code, error = %reason, "delivery failed for good");
+                tracing::warn!(job = job.id, code = ?code, error = %reason, "delivery failed for good");
                 self.store.fail_job(job, code.as_ref(), &reason).await?;
             }
             Err(DeliveryError::Retry { reason, after }) => {
                 if job.attempt >= self.config.max_attempts {
                     let error = format!("gave up after {} attempts: {reason}", job.attempt);
-                    tracing::warn!(job = job.id, message = %job.message_id, %error, "delivery failed for good");
+                    tracing::warn!(job = job.id, %error, "delivery failed for good");
                     self.store.fail_job(job, None, &error).await?;
                 } else {
                     let delay =
@@ -198,6 +207,7 @@ impl Worker {
                 }
             }
         }
+        self.signals.metrics().job_done(job.kind, &job.message_id, &attempt);
         self.signals.changed(&job.message_id);
         Ok(())
     }

@@ -7,6 +7,7 @@ mod admin;
 mod idempotency;
 mod jobs;
 mod media;
+mod outbox_stats;
 mod tokens;
 mod writer;
 
@@ -22,6 +23,7 @@ use crate::relay::message::{Contact, Direction, MessageStatus};
 pub use admin::{ConversationSummary, HealthFigures, MessageFilter};
 pub use idempotency::{IdempotencyKey, StoredResponse};
 pub use jobs::{ClaimedJob, JobKind, Lane};
+pub use outbox_stats::OutboxStats;
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]

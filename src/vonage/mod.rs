@@ -19,6 +19,7 @@ use futures_util::future::BoxFuture;
 use serde_json::json;
 
 use crate::config::VonageConfig;
+use crate::metrics::Metrics;
 use crate::relay::message::{BridgeMessageId, Contact, ErrorCode, InboundMessage, StatusReport};
 use crate::relay::{DeliveryError, Platform, Relay};
 use crate::store::Store;
@@ -42,8 +43,12 @@ pub fn adapter<S: Clone + Send + Sync + 'static>(
     channel: &'static str,
 ) -> anyhow::Result<(Arc<dyn Platform>, Router<S>)> {
     let jwt = JwtMinter::new(&config.application_id, config.private_key_pem.expose()).context("VONAGE_PRIVATE_KEY")?;
-    let platform =
-        VonagePlatform::new(VonageClient::new(&config.api_base, jwt), relay.store.clone(), config.conversation_id.clone());
+    let platform = VonagePlatform::new(
+        VonageClient::new(&config.api_base, jwt),
+        relay.store.clone(),
+        config.conversation_id.clone(),
+        relay.signals.metrics().clone(),
+    );
     let hook = rtc::VonageWebhook {
         signature_secret: config.signature_secret.as_ref().map(|s| s.expose().to_string()),
         shared_conversation: config.conversation_id.clone(),
@@ -59,11 +64,31 @@ pub struct VonagePlatform {
     client: VonageClient,
     store: Store,
     shared_conversation: Option<String>,
+    /// Counts Vonage's errors.
+    metrics: Metrics,
 }
 
 impl VonagePlatform {
-    pub fn new(client: VonageClient, store: Store, shared_conversation: Option<String>) -> Self {
-        Self { client, store, shared_conversation }
+    pub fn new(client: VonageClient, store: Store, shared_conversation: Option<String>, metrics: Metrics) -> Self {
+        Self { client, store, shared_conversation, metrics }
+    }
+
+    /// What `e` means for the relay ([`classify`]), counted in `bridge_remote_errors_total`.
+    fn classify(&self, e: VonageError) -> DeliveryError {
+        self.count(&e);
+        classify(e)
+    }
+
+    /// Counts `e` by its Vonage code, else its HTTP status (a JWT that cannot be minted is ours).
+    fn count(&self, e: &VonageError) {
+        let code = match e {
+            VonageError::Api { code: Some(code), .. } => code.clone(),
+            VonageError::Api { status, .. } => status.to_string(),
+            VonageError::Transport(_) => "transport".into(),
+            VonageError::Decode(_) => "decode".into(),
+            VonageError::Jwt(_) => return,
+        };
+        self.metrics.remote_error(PLATFORM, &code);
     }
 
     /// The conversation the contact's member is in: the shared one, or the contact's own.
@@ -86,7 +111,7 @@ impl VonagePlatform {
                     .client
                     .create_or_find_user(&user_name(openid), &display_name(openid), custom.clone())
                     .await
-                    .map_err(classify)?;
+                    .map_err(|e| self.classify(e))?;
                 self.save(contact, USER, &user).await?;
                 user
             }
@@ -98,12 +123,12 @@ impl VonagePlatform {
                     .client
                     .create_or_find_conversation(&conversation_name(openid), &display_name(openid), custom, &user)
                     .await
-                    .map_err(classify)?;
+                    .map_err(|e| self.classify(e))?;
                 self.save(contact, CONVERSATION, &conv).await?;
                 conv
             }
         };
-        let member = self.client.join_user(&conversation, &user).await.map_err(classify)?;
+        let member = self.client.join_user(&conversation, &user).await.map_err(|e| self.classify(e))?;
         self.save(contact, MEMBER, &member).await?;
         Ok((conversation, member))
     }
@@ -161,11 +186,12 @@ impl VonagePlatform {
             // The conversation was deleted on Vonage's side: forget it, and the retry creates a
             // new one (only in per-user mode; a missing shared conversation is a config error).
             Err(e) if e.code() == Some("conversation:error:not-found") && self.shared_conversation.is_none() => {
+                self.count(&e);
                 self.store.remove_link(contact.id, PLATFORM, CONVERSATION).await.map_err(retry_store)?;
                 self.store.remove_link(contact.id, PLATFORM, MEMBER).await.map_err(retry_store)?;
                 Err(DeliveryError::Retry { reason: format!("{e}; conversation will be recreated"), after: None })
             }
-            Err(e) => Err(classify(e)),
+            Err(e) => Err(self.classify(e)),
         }
     }
 
@@ -180,7 +206,7 @@ impl VonagePlatform {
         // the thread; Vonage accepts events without `from` from an application JWT (§2.3).
         let member = contact.link(PLATFORM, MEMBER).filter(|_| self.conversation_of(contact) == Some(conversation_id));
         let event = event::status_event(report, member);
-        self.client.create_event(conversation_id, &event).await.map_err(classify)
+        self.client.create_event(conversation_id, &event).await.map_err(|e| self.classify(e))
     }
 }
 

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use super::webhook::{self, RtcEvent, SignatureError};
+use crate::metrics::{Rejection, mark_rejections};
 use crate::relay::{Relay, outbound};
 use crate::store::Accepted;
 
@@ -45,17 +46,22 @@ pub enum RtcError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// What the webhook refuses with, as `bridge_webhook_rejections_total` names it.
+const REJECTIONS: &[&str] = &["signature", "stale", "malformed", "content_type", "too_large"];
+
 impl IntoResponse for RtcError {
     fn into_response(self) -> Response {
-        let status = match &self {
-            RtcError::Signature(_) => StatusCode::UNAUTHORIZED,
-            RtcError::Malformed(_) => StatusCode::BAD_REQUEST,
-            RtcError::ContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        let (status, reason) = match &self {
+            RtcError::Signature(SignatureError::Stale | SignatureError::OutsideValidity) => (StatusCode::UNAUTHORIZED, "stale"),
+            RtcError::Signature(_) => (StatusCode::UNAUTHORIZED, "signature"),
+            RtcError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed"),
+            RtcError::ContentType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "content_type"),
             // 5xx makes Vonage retry (§3.2), which is what a full disk or a locked database needs.
-            RtcError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RtcError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, ""),
         };
         tracing::warn!(error = %self, status = status.as_u16(), "rtc event rejected");
-        (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], self.to_string()).into_response()
+        let response = (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], self.to_string()).into_response();
+        if status.is_client_error() { Rejection(reason).on(response) } else { response }
     }
 }
 
@@ -67,10 +73,13 @@ struct RtcState {
 
 /// `POST /webhooks/vonage/rtc` and the reference integration's alias `/rtcEvent`.
 pub fn routes<S: Clone + Send + Sync + 'static>(hook: VonageWebhook, relay: Relay) -> Router<S> {
+    const ROUTES: [&str; 2] = ["/webhooks/vonage/rtc", "/rtcEvent"];
+    relay.signals.metrics().webhook_routes(&ROUTES, REJECTIONS);
     let state = RtcState { hook: Arc::new(hook), relay };
     Router::new()
-        .route("/webhooks/vonage/rtc", post(receive_rtc_event))
-        .route("/rtcEvent", post(receive_rtc_event))
+        .route(ROUTES[0], post(receive_rtc_event))
+        .route(ROUTES[1], post(receive_rtc_event))
+        .route_layer(axum::middleware::map_response(mark_rejections))
         .with_state(state)
 }
 
@@ -136,8 +145,8 @@ async fn receive_rtc_event(State(state): State<RtcState>, headers: HeaderMap, bo
     )
     .await?
     {
-        Accepted::New(id) => tracing::info!(message = %id, event = %request.event_id, "outbound message stored"),
-        Accepted::Duplicate(id) => tracing::info!(message = %id, "redelivered rtc event ignored"),
+        Accepted::New(id) => tracing::info!(bridge_message_id = %id, event = %request.event_id, "outbound message stored"),
+        Accepted::Duplicate(id) => tracing::info!(bridge_message_id = %id, "redelivered rtc event ignored"),
     }
     Ok((StatusCode::OK, "stored").into_response())
 }

@@ -27,6 +27,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use super::PLATFORM;
 use crate::config::Secret;
+use crate::metrics::{Rejection, mark_rejections};
 use crate::relay::ids::BridgeMessageId;
 use crate::relay::message::{Direction, MessageStatus, OutboundMessage, OutboundRecord};
 use crate::relay::{Channel, DeliveryError, Relay, outbound};
@@ -81,9 +82,15 @@ impl MessagesApi {
 
 /// `/api/v1/messages`, `/api/v1/messages/{id}`, `/api/v1/openapi.json`.
 pub fn routes<S: Clone + Send + Sync + 'static>(api: MessagesApi) -> Router<S> {
+    const SEND: &str = "/api/v1/messages";
+    const GET: &str = "/api/v1/messages/{id}";
+    let metrics = api.relay.signals.metrics();
+    metrics.webhook_routes(&[SEND], SEND_REJECTIONS);
+    metrics.webhook_routes(&[GET], GET_REJECTIONS);
     Router::new()
-        .route("/api/v1/messages", post(send_message))
-        .route("/api/v1/messages/{id}", get(get_message))
+        .route(SEND, post(send_message))
+        .route(GET, get(get_message))
+        .route_layer(axum::middleware::map_response(mark_rejections))
         .route("/api/v1/openapi.json", get(openapi_json))
         .with_state(api)
 }
@@ -259,8 +266,44 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// What `/api/v1/messages` refuses with, as `bridge_webhook_rejections_total` names it.
+const SEND_REJECTIONS: &[&str] = &[
+    "unauthorized",
+    "content_type",
+    "malformed",
+    "invalid",
+    "idempotency_key",
+    "idempotency_in_use",
+    "idempotency_reused",
+    "unknown_contact",
+    "reply_window",
+    "too_large",
+];
+/// What `/api/v1/messages/{id}` refuses with.
+const GET_REJECTIONS: &[&str] = &["unauthorized", "not_found"];
+
+impl ApiError {
+    /// The refusal's reason in `bridge_webhook_rejections_total`: its kind, in the metric's words.
+    fn rejection(&self) -> Rejection {
+        match self.kind {
+            "unauthorized" => Rejection("unauthorized"),
+            "unsupported-media-type" => Rejection("content_type"),
+            "malformed" => Rejection("malformed"),
+            "invalid-message" => Rejection("invalid"),
+            "invalid-idempotency-key" => Rejection("idempotency_key"),
+            "idempotency-key-in-use" => Rejection("idempotency_in_use"),
+            "idempotency-key-reused" => Rejection("idempotency_reused"),
+            "unknown-contact" => Rejection("unknown_contact"),
+            "reply-window" => Rejection("reply_window"),
+            "unknown-message" => Rejection("not_found"),
+            _ => Rejection::of_status(self.status),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let rejection = self.rejection();
         if self.status.is_client_error() {
             tracing::info!(status = self.status.as_u16(), kind = self.kind, detail = %self.detail, "api/v1 request refused");
         }
@@ -272,7 +315,7 @@ impl IntoResponse for ApiError {
             code: self.code,
         };
         let body = serde_json::to_string(&problem).expect("problem serializes");
-        (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+        rejection.on((self.status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response())
     }
 }
 
@@ -392,7 +435,7 @@ async fn send_message(State(api): State<MessagesApi>, headers: HeaderMap, body: 
         }
         Err(e) => return Err(e.into()),
     };
-    tracing::info!(message = %id, "api/v1: outbound message stored");
+    tracing::info!(bridge_message_id = %id, "api/v1: outbound message stored");
     Ok(json_response(StatusCode::ACCEPTED, accepted_body(&id)))
 }
 

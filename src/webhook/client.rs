@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use standardwebhooks::{HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP, Webhook};
 
+use crate::metrics::Metrics;
 use crate::relay::DeliveryError;
 use crate::relay::ids::ErrorCode;
 
+/// The API's name in `bridge_remote_errors_total`.
+const API: &str = "webhook";
 /// Per-request timeout: a stuck receiver holds its contact's queue no longer than this.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most this much of an answer is read (for the error text).
@@ -23,6 +26,8 @@ pub struct WebhookClient {
     http: reqwest::Client,
     url: String,
     signer: Webhook,
+    /// Counts the receiver's error answers.
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for WebhookClient {
@@ -32,8 +37,9 @@ impl std::fmt::Debug for WebhookClient {
 }
 
 impl WebhookClient {
-    /// A client for `url`, signing with `secret` (`whsec_…`, checked by `signing_key`).
-    pub fn new(url: &str, secret: &str) -> Result<Self, String> {
+    /// A client for `url`, signing with `secret` (`whsec_…`, checked by `signing_key`), counting
+    /// the receiver's errors on `metrics`.
+    pub fn new(url: &str, secret: &str, metrics: Metrics) -> Result<Self, String> {
         super::signing_key(secret).map_err(|e| format!("PLATFORM_WEBHOOK_SECRET {e}"))?;
         let signer = Webhook::new(secret).map_err(|_| "PLATFORM_WEBHOOK_SECRET is not a valid whsec_ secret".to_string())?;
         let http = reqwest::Client::builder()
@@ -42,7 +48,7 @@ impl WebhookClient {
             .user_agent(concat!("wechat-bridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("reqwest client builds");
-        Ok(Self { http, url: url.to_string(), signer })
+        Ok(Self { http, url: url.to_string(), signer, metrics })
     }
 
     /// One attempt at delivering the event `id` with `body` (JSON).
@@ -62,14 +68,18 @@ impl WebhookClient {
             .body(body.to_vec())
             .send()
             .await
-            .map_err(|e| DeliveryError::Retry {
-                reason: format!("webhook receiver unreachable: {}", crate::transport_error_text(e)),
-                after: None,
+            .map_err(|e| {
+                self.metrics.remote_error(API, "transport");
+                DeliveryError::Retry {
+                    reason: format!("webhook receiver unreachable: {}", crate::transport_error_text(e)),
+                    after: None,
+                }
             })?;
         let status = response.status().as_u16();
         if response.status().is_success() {
             return Ok(());
         }
+        self.metrics.remote_error(API, &status.to_string());
         let after = retry_after(response.headers());
         let text = snippet(response).await;
         let reason =

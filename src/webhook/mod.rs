@@ -44,7 +44,8 @@ pub fn adapter<S: Clone + Send + Sync + 'static>(
     channel: Arc<dyn Channel>,
     channel_name: &'static str,
 ) -> anyhow::Result<(Arc<dyn Platform>, Router<S>)> {
-    let client = WebhookClient::new(&config.url, config.secret.expose()).map_err(anyhow::Error::msg)?;
+    let client =
+        WebhookClient::new(&config.url, config.secret.expose(), relay.signals.metrics().clone()).map_err(anyhow::Error::msg)?;
     let platform = WebhookPlatform { client, channel: channel_name };
     let api = api::MessagesApi::new(relay, channel, channel_name, config.api_token.clone());
     Ok((Arc::new(platform), api::routes(api)))

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::client::{WeChatClient, WeChatError};
 use super::media_fetch::{FetchError, MediaFetcher};
 use super::openid::OpenId;
+use crate::metrics::WindowRefusal;
 use crate::relay::message::{Contact, ErrorCode, Media, OutboundMessage};
 use crate::relay::{Channel, DeliveryError, MediaFile};
 
@@ -92,12 +93,15 @@ impl Channel for WeChatChannel {
         }
     }
 
+    /// Each refusal counts in `bridge_reply_window_refusals_total` (the worker's, and the
+    /// webhook platform's check before it stores a message).
     fn check_window(&self, contact: &Contact, parts: usize) -> Result<(), DeliveryError> {
         // The window was recorded as the customer's messages and events arrived (see
         // `wechat::inbound::window_change`); failing here gives the answer WeChat would (45015,
         // 45047) without spending a call on it.
         let now = crate::store::now_ms();
         if contact.window_until.is_none_or(|until| until <= now) {
+            self.client.metrics().window_refused(WindowRefusal::Closed);
             return Err(DeliveryError::Permanent {
                 code: Some("45015".into()),
                 reason: "outside the reply window: the customer has not written in the last 48 hours (or unsubscribed)".into(),
@@ -105,6 +109,7 @@ impl Channel for WeChatChannel {
         }
         let quota = contact.window_quota.unwrap_or(0);
         if contact.window_sends + parts as i64 > quota {
+            self.client.metrics().window_refused(WindowRefusal::Quota);
             return Err(DeliveryError::Permanent {
                 code: Some("45047".into()),
                 reason: format!("reply quota used up: {} of {quota} replies sent in this window", contact.window_sends),

@@ -18,7 +18,11 @@ use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
 use crate::config::Secret;
+use crate::metrics::{Metrics, TokenRefresh};
 use crate::store::{Store, StoreError, now_ms};
+
+/// The API's name in `bridge_remote_errors_total`.
+const API: &str = "wechat";
 
 /// Per-request timeout: a stuck call must not hold an outbox job past its lease.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,6 +94,19 @@ impl WeChatError {
     fn is_token_error(&self) -> bool {
         self.code().is_some_and(is_token_errcode)
     }
+
+    /// The `code` label of `bridge_remote_errors_total`: the errcode, the HTTP status, or what
+    /// kind of failure; `None` for the store's errors, which are not WeChat's.
+    fn metric_code(&self) -> Option<String> {
+        Some(match self {
+            WeChatError::Api { errcode, .. } => errcode.to_string(),
+            WeChatError::Http { status } => status.to_string(),
+            WeChatError::Transport(_) => "transport".into(),
+            WeChatError::Decode(_) => "decode".into(),
+            WeChatError::TooLarge => "too_large".into(),
+            WeChatError::Store(_) => return None,
+        })
+    }
 }
 
 /// Process-local refresh state, behind the single-flight mutex.
@@ -109,6 +126,8 @@ pub struct WeChatClient {
     app_secret: Secret,
     store: Store,
     refresh: tokio::sync::Mutex<RefreshState>,
+    /// Counts WeChat's errors and token fetches.
+    metrics: Metrics,
 }
 
 impl fmt::Debug for WeChatClient {
@@ -138,7 +157,19 @@ impl WeChatClient {
             app_secret,
             store,
             refresh: tokio::sync::Mutex::new(RefreshState::default()),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// The client counting on `metrics` (the application's).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The metrics this client counts on (the channel on top of it shares them).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// A valid access_token: the stored one while more than 5 minutes are left, else a fresh
@@ -193,20 +224,25 @@ impl WeChatClient {
         let url = &format!("{}/cgi-bin/media/get", self.base);
         let media = self
             .with_token(|token| async move {
-                let request = self.http.get(url).query(&[("access_token", token.as_str()), ("media_id", media_id)]);
-                let response = request.send().await.map_err(transport)?;
-                let (content_type, bytes) = read_capped(response, MAX_MEDIA_BYTES).await?;
-                // WeChat has been seen to label its JSON errors text/plain.
-                if (content_type.contains("json") || content_type.starts_with("text/plain"))
-                    && let Ok(value) = serde_json::from_slice::<Value>(&bytes)
-                {
-                    let value = self.check(value, &token)?;
-                    return match value["video_url"].as_str() {
-                        Some(video) => Ok(Media::VideoUrl(video.to_string())),
-                        None => Err(WeChatError::Decode("media/get answered JSON without video_url".into())),
-                    };
-                }
-                Ok(Media::Bytes(content_type, bytes))
+                self.counted(
+                    async {
+                        let request = self.http.get(url).query(&[("access_token", token.as_str()), ("media_id", media_id)]);
+                        let response = request.send().await.map_err(transport)?;
+                        let (content_type, bytes) = read_capped(response, MAX_MEDIA_BYTES).await?;
+                        // WeChat has been seen to label its JSON errors text/plain.
+                        if (content_type.contains("json") || content_type.starts_with("text/plain"))
+                            && let Ok(value) = serde_json::from_slice::<Value>(&bytes)
+                        {
+                            let value = self.check(value, &token)?;
+                            return match value["video_url"].as_str() {
+                                Some(video) => Ok(Media::VideoUrl(video.to_string())),
+                                None => Err(WeChatError::Decode("media/get answered JSON without video_url".into())),
+                            };
+                        }
+                        Ok(Media::Bytes(content_type, bytes))
+                    }
+                    .await,
+                )
             })
             .await?;
         match media {
@@ -219,8 +255,8 @@ impl WeChatClient {
     /// type and at most `max_bytes` bytes, else [`WeChatError::TooLarge`]. Not for agents' URLs:
     /// those go through `media_fetch::MediaFetcher`, which refuses non-public addresses.
     pub async fn fetch_url(&self, url: &str, max_bytes: usize) -> Result<(String, Vec<u8>), WeChatError> {
-        let response = self.http.get(url).send().await.map_err(transport)?;
-        read_capped(response, max_bytes).await
+        let fetched = async { read_capped(self.http.get(url).send().await.map_err(transport)?, max_bytes).await };
+        self.counted(fetched.await)
     }
 
     // ----- the token (§5.4) -----
@@ -243,7 +279,8 @@ impl WeChatClient {
         if let Some(stored) = stored.as_ref().filter(|s| usable(s, just_fetched)) {
             return Ok(stored.0.clone());
         }
-        match self.fetch_token(false, &mut state).await {
+        let reason = if bad.is_some() { TokenRefresh::Invalid } else { TokenRefresh::Expiry };
+        match self.fetch_token(false, reason, &mut state).await {
             Ok(token) => Ok(token),
             // WeChat unreachable but the stored token has not expired yet: keep using it.
             Err(e) if e.is_retryable() => match stored.filter(|s| usable(s, true)) {
@@ -275,11 +312,11 @@ impl WeChatClient {
         }
         state.forced.push_back(Instant::now());
         tracing::warn!("access_token rejected twice; forcing a refresh");
-        self.fetch_token(true, &mut state).await.map(Some)
+        self.fetch_token(true, TokenRefresh::Invalid, &mut state).await.map(Some)
     }
 
-    /// `POST /cgi-bin/stable_token` (§5.2), then stores the token for everyone.
-    async fn fetch_token(&self, force: bool, state: &mut RefreshState) -> Result<String, WeChatError> {
+    /// `POST /cgi-bin/stable_token` (§5.2), then stores the token for everyone; counted by `reason`.
+    async fn fetch_token(&self, force: bool, reason: TokenRefresh, state: &mut RefreshState) -> Result<String, WeChatError> {
         let body = json!({"grant_type": "client_credential", "appid": self.app_id,
                           "secret": self.app_secret.expose(), "force_refresh": force});
         let request = self.http.post(format!("{}/cgi-bin/stable_token", self.base)).json(&body);
@@ -291,6 +328,7 @@ impl WeChatClient {
         };
         self.store.save_access_token(&self.app_id, token, now_ms() + expires_in * 1000).await?;
         state.fetched_at = Some(Instant::now());
+        self.metrics.token_refreshed(reason);
         tracing::info!(expires_in, force, "fetched a WeChat access_token");
         Ok(token.to_string())
     }
@@ -335,10 +373,22 @@ impl WeChatClient {
 
     /// Sends a request and reads a JSON answer; a non-zero `errcode` is an error.
     async fn json(&self, request: reqwest::RequestBuilder, token: &str) -> Result<Value, WeChatError> {
-        let response = request.send().await.map_err(transport)?;
-        let (_, bytes) = read_capped(response, MAX_JSON_BYTES).await?;
-        let value = serde_json::from_slice(&bytes).map_err(|e| WeChatError::Decode(format!("not JSON: {e}")))?;
-        self.check(value, token)
+        let answer = async {
+            let response = request.send().await.map_err(transport)?;
+            let (_, bytes) = read_capped(response, MAX_JSON_BYTES).await?;
+            let value = serde_json::from_slice(&bytes).map_err(|e| WeChatError::Decode(format!("not JSON: {e}")))?;
+            self.check(value, token)
+        };
+        self.counted(answer.await)
+    }
+
+    /// `result`, its error counted in `bridge_remote_errors_total`: every failed call once,
+    /// refused tokens (then renewed) included.
+    fn counted<T>(&self, result: Result<T, WeChatError>) -> Result<T, WeChatError> {
+        if let Some(code) = result.as_ref().err().and_then(WeChatError::metric_code) {
+            self.metrics.remote_error(API, &code);
+        }
+        result
     }
 
     fn check(&self, value: Value, token: &str) -> Result<Value, WeChatError> {

@@ -50,8 +50,10 @@ pub fn adapter<S: Clone + Send + Sync + 'static>(
         allow_plaintext: config.allow_plaintext,
         window_quota: config.window_quota,
     };
-    let client =
-        Arc::new(client::WeChatClient::new(&config.api_base, &config.app_id, config.app_secret.clone(), relay.store.clone()));
+    let client = Arc::new(
+        client::WeChatClient::new(&config.api_base, &config.app_id, config.app_secret.clone(), relay.store.clone())
+            .with_metrics(relay.signals.metrics().clone()),
+    );
     let channel = channel::WeChatChannel::new(client.clone(), media_fetch::MediaFetcher::new(media_fetch_allowlist));
     let media_links = public_url.map(|url| Arc::new(media_link::MediaLinks::new(config.app_secret.expose(), url)));
     let routes = Router::new().merge(webhook::routes(hook, relay.clone(), media_links.clone())).merge(media_link::routes(

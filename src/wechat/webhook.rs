@@ -19,6 +19,7 @@ use super::media_link::MediaLinks;
 use super::message::{self, Push};
 use super::openid::OpenId;
 use super::signature;
+use crate::metrics::{Rejection, mark_rejections};
 use crate::relay::{Relay, inbound};
 use crate::store::{Accepted, RequestNonce, StoreError};
 
@@ -71,6 +72,26 @@ pub enum WebhookError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// What the webhook refuses with, as `bridge_webhook_rejections_total` names it.
+const REJECTIONS: &[&str] = &["signature", "stale", "replay", "malformed", "content_type", "decrypt", "plaintext", "too_large"];
+
+impl WebhookError {
+    /// The rejection's reason (one of [`REJECTIONS`]), or `None` for a 5xx.
+    fn rejection(&self) -> Option<Rejection> {
+        Some(Rejection(match self {
+            WebhookError::MissingParameter(_) | WebhookError::Malformed(_) => "malformed",
+            // A push for another app id is not ours: it fails authentication like a bad signature.
+            WebhookError::BadSignature | WebhookError::BadMsgSignature | WebhookError::WrongAppId => "signature",
+            WebhookError::StaleTimestamp => "stale",
+            WebhookError::Replay => "replay",
+            WebhookError::NoAesKey | WebhookError::Decrypt(_) => "decrypt",
+            WebhookError::PlaintextRefused => "plaintext",
+            WebhookError::ContentType(_) => "content_type",
+            WebhookError::Store(_) => return None,
+        }))
+    }
+}
+
 impl IntoResponse for WebhookError {
     fn into_response(self) -> Response {
         let status = match &self {
@@ -92,7 +113,12 @@ impl IntoResponse for WebhookError {
         } else {
             tracing::warn!(error = %self, status = status.as_u16(), "wechat request rejected");
         }
-        (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], self.to_string()).into_response()
+        let rejection = self.rejection();
+        let response = (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], self.to_string()).into_response();
+        match rejection {
+            Some(rejection) => rejection.on(response),
+            None => response,
+        }
     }
 }
 
@@ -121,9 +147,15 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
     relay: Relay,
     media_links: Option<Arc<MediaLinks>>,
 ) -> Router<S> {
+    const ROUTES: [&str; 2] = ["/webhooks/wechat", "/weChatEvent"];
+    relay.signals.metrics().webhook_routes(&ROUTES, REJECTIONS);
     let state = WebhookState { hook: Arc::new(hook), relay, media_links };
     let push = get(verify_wechat_url).post(receive_wechat_push);
-    Router::new().route("/webhooks/wechat", push.clone()).route("/weChatEvent", push).with_state(state)
+    Router::new()
+        .route(ROUTES[0], push.clone())
+        .route(ROUTES[1], push)
+        .route_layer(axum::middleware::map_response(mark_rejections))
+        .with_state(state)
 }
 
 /// `GET /webhooks/wechat`: WeChat's URL check. The echostr is plaintext in every mode for an
@@ -224,8 +256,8 @@ async fn receive_wechat_push(
         StoreError::Replay => WebhookError::Replay,
         other => WebhookError::Store(other),
     })? {
-        Accepted::New(id) => tracing::info!(message = %id, msgtype = %inbound_msg.msg_type, "wechat push stored"),
-        Accepted::Duplicate(id) => tracing::info!(message = %id, "wechat retry of a stored push ignored"),
+        Accepted::New(id) => tracing::info!(bridge_message_id = %id, msgtype = %inbound_msg.msg_type, "wechat push stored"),
+        Accepted::Duplicate(id) => tracing::info!(bridge_message_id = %id, "wechat retry of a stored push ignored"),
     }
     // "success" stops WeChat's retries; it never needs encryption (§3.5, §4.1).
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "success").into_response())

@@ -13,6 +13,7 @@ mod demo;
 mod helpers;
 mod media;
 mod media_fetch;
+mod metrics;
 mod outbound;
 mod properties;
 mod secrets;
