@@ -67,7 +67,8 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<Conn> {
 
 /// Why a request failed: an unexpected answer, or no answer.
 enum Failure {
-    Status(u16),
+    /// The status and the start of the answer.
+    Status(u16, String),
     Transport(String),
 }
 
@@ -87,7 +88,12 @@ async fn send(conn: &mut Conn, pool: &Pool, item: &Prepared) -> Result<(), Failu
         let status = response.status();
         let body = response.into_body().collect().await.map_err(|e| Failure::Transport(e.to_string()))?.to_bytes();
         let ok = if pool.expect_success_body { status == 200 && body.as_ref() == b"success" } else { status.is_success() };
-        if ok { Ok(()) } else { Err(Failure::Status(status.as_u16())) }
+        if ok {
+            Ok(())
+        } else {
+            let text: String = String::from_utf8_lossy(&body).chars().take(80).collect();
+            Err(Failure::Status(status.as_u16(), text))
+        }
     };
     match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
         Ok(result) => result,
@@ -181,7 +187,8 @@ impl Tally {
             Err(failure) => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
                 let text = match failure {
-                    Failure::Status(status) => format!("HTTP {status}"),
+                    Failure::Status(status, text) if text.is_empty() => format!("HTTP {status}"),
+                    Failure::Status(status, text) => format!("HTTP {status}: {text}"),
                     Failure::Transport(e) => e,
                 };
                 let mut samples = self.samples.lock().expect("samples");

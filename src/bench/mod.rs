@@ -216,8 +216,12 @@ impl Database {
     }
 }
 
+/// When the run started, for the progress lines.
+static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
 fn progress(text: impl AsRef<str>) {
-    eprintln!("bench: {}", text.as_ref());
+    let elapsed = STARTED.get_or_init(Instant::now).elapsed().as_secs_f64();
+    eprintln!("bench [{elapsed:6.1}s]: {}", text.as_ref());
 }
 
 fn get(counter: &std::sync::atomic::AtomicU64) -> u64 {
@@ -513,8 +517,11 @@ fn stored(c: &Counters) -> u64 {
 
 /// `wechat-bridge bench`: runs every phase, prints the table, writes `bench.json` and `bench.svg`.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let started = Instant::now();
+    let started = *STARTED.get_or_init(Instant::now);
     let generator_cpu0 = process::cpu_time("/proc/self/stat").unwrap_or_default();
+    let load_average = std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
     let plan = Plan::new(&args)?;
     let mut warnings = Vec::new();
     if cfg!(debug_assertions) {
@@ -676,7 +683,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let report = Report {
         format: 1,
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        machine: report::machine(),
+        machine: report::machine(load_average),
         settings: report::Settings {
             duration_s: plan.duration.as_secs_f64(),
             quick: plan.quick,

@@ -38,6 +38,8 @@ pub struct Machine {
     /// `release` or `debug`: how this binary (the benchmark and the bridge it starts) was built.
     pub build: String,
     pub version: String,
+    /// `/proc/loadavg` when the run started: other work on a shared machine skews the figures.
+    pub load_average_at_start: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -157,7 +159,7 @@ pub fn to_mb(bytes: Option<u64>) -> f64 {
 }
 
 /// What this machine is.
-pub fn machine() -> Machine {
+pub fn machine(load_average_at_start: String) -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
         .lines()
@@ -184,6 +186,7 @@ pub fn machine() -> Machine {
         commit,
         build: if cfg!(debug_assertions) { "debug" } else { "release" }.into(),
         version: env!("CARGO_PKG_VERSION").into(),
+        load_average_at_start,
     }
 }
 
@@ -222,13 +225,14 @@ pub fn table(r: &Report) -> String {
     );
     let _ = writeln!(
         t,
-        "machine: {} cores, {}, {} GB, Linux {}, commit {}, {}",
+        "machine: {} cores, {}, {} GB, Linux {}, commit {}, {}, load average at start {}",
         m.cores,
         m.cpu,
         m.memory_gb,
         m.kernel,
         m.commit.as_deref().unwrap_or("?"),
-        m.date
+        m.date,
+        m.load_average_at_start
     );
     let _ = writeln!(t, "\nACCEPT: signed AES pushes, closed loop (baseline: a bare server, same runtime, same requests)");
     let _ = writeln!(
@@ -410,8 +414,10 @@ fn esc(text: &str) -> String {
 fn label(v: f64, unit: &str) -> String {
     let text = if v >= 1000.0 {
         format!("{}k", num(v / 1000.0).trim_end_matches(".00").trim_end_matches(".0"))
-    } else if v >= 1.0 {
+    } else if v >= 10.0 {
         format!("{}", v.round())
+    } else if v >= 1.0 {
+        format!("{v:.1}")
     } else {
         format!("{v:.2}")
     };
