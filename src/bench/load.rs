@@ -31,8 +31,9 @@ use tokio::task::JoinSet;
 use super::requests::{Direction, Pool, Prepared};
 use super::track::Tracker;
 
-/// A request unanswered after this long counts as an error.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A request unanswered this long after it was due counts as failed, with this latency: WeChat
+/// gives a push 5 seconds, then drops the connection and retries (`wechat-api.md` §4.1).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the load goes, and where successes are counted.
 #[derive(Clone)]
@@ -72,7 +73,9 @@ enum Failure {
     Transport(String),
 }
 
-async fn send(conn: &mut Conn, pool: &Pool, item: &Prepared) -> Result<(), Failure> {
+/// One exchange, answered by `deadline` or failed. After a `Transport` failure the connection
+/// is not reusable (a request may still be in flight on it).
+async fn send(conn: &mut Conn, pool: &Pool, item: &Prepared, deadline: Instant) -> Result<(), Failure> {
     let mut request = Request::new(Full::new(item.body.clone()));
     *request.method_mut() = Method::POST;
     *request.uri_mut() = item.uri.clone();
@@ -95,9 +98,9 @@ async fn send(conn: &mut Conn, pool: &Pool, item: &Prepared) -> Result<(), Failu
             Err(Failure::Status(status.as_u16(), text))
         }
     };
-    match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+    match tokio::time::timeout_at(deadline.into(), exchange).await {
         Ok(result) => result,
-        Err(_) => Err(Failure::Transport(format!("no answer in {REQUEST_TIMEOUT:?}"))),
+        Err(_) => Err(Failure::Transport(format!("no answer within {REQUEST_TIMEOUT:?}"))),
     }
 }
 
@@ -238,11 +241,11 @@ pub async fn closed_loop(target: &Target, pool: Arc<Pool>, concurrency: usize, d
                 if let Some(tracker) = &target.tracker {
                     tracker.mark_sent(item.seq, sent);
                 }
-                let result = send(&mut conn, &pool, item).await;
+                let result = send(&mut conn, &pool, item, sent + REQUEST_TIMEOUT).await;
                 record(&mut histogram, sent.elapsed());
-                let failed = result.is_err();
+                let broken = matches!(result, Err(Failure::Transport(_))) || conn.sender.is_closed();
                 tally.count(&target, &pool, result);
-                if failed && conn.sender.is_closed() {
+                if broken {
                     // The server closed it (or it broke): a new one, as a browser or WeChat would.
                     match connect(target.addr(n)).await {
                         Ok(fresh) => conn = fresh,
@@ -314,24 +317,32 @@ pub async fn open_loop(
             (target.clone(), pool.clone(), tally.clone(), histogram.clone(), conns.clone());
         let item = item.clone();
         tasks.spawn(async move {
-            let Ok(_slot) = conns.slots.acquire().await else { return };
-            let idle = conns.idle.lock().expect("idle").pop();
-            let conn = match idle {
-                Some(conn) => Ok(conn),
-                None => {
-                    let n = conns.opened.fetch_add(1, Ordering::Relaxed) as usize;
-                    connect(target.addr(n)).await
-                }
-            };
-            let result = match conn {
-                Ok(mut conn) => {
-                    let result = send(&mut conn, &pool, &item).await;
-                    if !conn.sender.is_closed() {
-                        conns.idle.lock().expect("idle").push(conn);
+            // Due at `scheduled`: a request that waits for a connection past its deadline fails
+            // unsent, as WeChat's would.
+            let deadline = scheduled + REQUEST_TIMEOUT;
+            let result = match tokio::time::timeout_at(deadline.into(), conns.slots.acquire()).await {
+                Ok(Ok(_slot)) => {
+                    let idle = conns.idle.lock().expect("idle").pop();
+                    let conn = match idle {
+                        Some(conn) => Ok(conn),
+                        None => {
+                            let n = conns.opened.fetch_add(1, Ordering::Relaxed) as usize;
+                            connect(target.addr(n)).await
+                        }
+                    };
+                    match conn {
+                        Ok(mut conn) => {
+                            let result = send(&mut conn, &pool, &item, deadline).await;
+                            if !matches!(result, Err(Failure::Transport(_))) && !conn.sender.is_closed() {
+                                conns.idle.lock().expect("idle").push(conn);
+                            }
+                            result
+                        }
+                        Err(e) => Err(Failure::Transport(format!("connect: {e}"))),
                     }
-                    result
                 }
-                Err(e) => Err(Failure::Transport(format!("connect: {e}"))),
+                Ok(Err(_)) => return,
+                Err(_) => Err(Failure::Transport(format!("not sent within {REQUEST_TIMEOUT:?}: every connection busy"))),
             };
             record(&mut histogram.lock().expect("histogram"), scheduled.elapsed());
             tally.count(&target, &pool, result);

@@ -30,7 +30,6 @@ pub mod requests;
 pub mod track;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -359,6 +358,7 @@ impl Run {
             Direction::Outbound => get(&t.counters.outbound_arrived),
         };
         progress(format!("{name}: concurrency {} for {:?}", self.plan.sustained_concurrency, self.plan.duration));
+        let stored_at_start = stored(&self.tracker.counters);
         let cpu0 = self.cpu();
         let a0 = arrived(&self.tracker);
         let load = load::closed_loop(&self.target, pool, self.plan.sustained_concurrency, self.plan.duration).await?;
@@ -372,6 +372,7 @@ impl Run {
         let cpu = self.cpu().saturating_sub(cpu0);
         let relayed = a2 - a0;
         let sustained = report::Sustained {
+            stored_at_start,
             concurrency: self.plan.sustained_concurrency,
             relayed,
             per_s: relayed as f64 / (load.elapsed_s + drain_s),
@@ -401,23 +402,23 @@ impl Run {
             Direction::Inbound => self.pushes(n),
             Direction::Outbound => self.outbound(n),
         };
+        let stored_at_start = stored(&self.tracker.counters);
         let cpu0 = self.cpu();
         // The backlog each second of the load.
         let samples = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
+        let seconds = self.plan.duration.as_secs_f64().round().max(1.0) as usize;
         let sampler = {
-            let (tracker, samples, stop) = (self.tracker.clone(), samples.clone(), stop.clone());
+            let (tracker, samples) = (self.tracker.clone(), samples.clone());
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
                 tick.tick().await;
-                while !stop.load(Ordering::Relaxed) {
+                for _ in 0..seconds {
                     tick.tick().await;
                     samples.lock().expect("samples").push(backlog(&tracker.counters));
                 }
             })
         };
         let load = load::open_loop(&self.target, pool.clone(), rate as f64, self.plan.duration, 256).await?;
-        stop.store(true, Ordering::Relaxed);
         sampler.abort();
         let backlog_at_end = backlog(&self.tracker.counters);
         self.note(name, &load);
@@ -443,7 +444,7 @@ impl Run {
             ));
         }
         let backlog_each_s = samples.lock().expect("samples").clone();
-        Ok((report::Steady { rate, load, e2e, backlog_each_s, backlog_at_end, drain_s, drained }, cpu))
+        Ok((report::Steady { stored_at_start, rate, load, e2e, backlog_each_s, backlog_at_end, drain_s, drained }, cpu))
     }
 
     /// The bridge's CPU time so far.
@@ -612,6 +613,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut sweep = Vec::new();
     for &concurrency in &plan.concurrency {
         let pool = run.pushes(run.pool_size(plan.duration));
+        let stored_at_start = stored(counters);
         progress(format!("accept: concurrency {concurrency} for {:?}", plan.duration));
         let load = load::closed_loop(&run.target, pool, concurrency, plan.duration).await?;
         let phase = format!("accept at concurrency {concurrency}");
@@ -619,7 +621,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         run.rate_estimate = run.rate_estimate.max(load.per_s);
         progress(format!("{phase}: {:.0} pushes/s, ack p50 {:.1} ms p99 {:.1} ms", load.per_s, load.ack.p50_ms, load.ack.p99_ms));
         run.drain(&phase).await;
-        sweep.push((concurrency, load));
+        sweep.push((concurrency, stored_at_start, load));
     }
 
     // Memory with `fill` messages stored.
@@ -627,8 +629,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let n = (plan.fill - stored(counters)).min(50_000);
         progress(format!("storing {n} more messages ({} so far, target {})", stored(counters), plan.fill));
         let pool = run.pushes(n);
-        let load = load::closed_loop(&run.target, pool, plan.sustained_concurrency, Duration::from_secs(3600)).await?;
-        run.note("fill", &load);
+        let load = load::closed_loop(&run.target, pool, 16, Duration::from_secs(3600)).await?;
+        if load.errors > 0 {
+            run.note("fill", &load);
+        }
         if load.ok == 0 {
             break;
         }
@@ -671,12 +675,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Arc::new(tokio::task::block_in_place(|| builder.pushes(range)).cycling())
     };
     let mut points = Vec::new();
-    for (concurrency, bridge_load) in sweep {
+    for (concurrency, stored_at_start, bridge_load) in sweep {
         progress(format!("baseline: concurrency {concurrency} for {:?}", plan.duration));
         let base = load::closed_loop(&base_target, base_pool.clone(), concurrency, plan.duration).await?;
         run.note(&format!("baseline at concurrency {concurrency}"), &base);
         let ratio = if base.per_s > 0.0 { bridge_load.per_s / base.per_s } else { 0.0 };
-        points.push(report::SweepPoint { concurrency, bridge: bridge_load, baseline: base, ratio });
+        points.push(report::SweepPoint { concurrency, stored_at_start, bridge: bridge_load, baseline: base, ratio });
     }
     baseline.stop(Duration::from_secs(10)).await?;
 

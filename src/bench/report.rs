@@ -69,6 +69,8 @@ pub struct Accept {
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepPoint {
     pub concurrency: usize,
+    /// Messages stored before this level (the phases run in order on one database).
+    pub stored_at_start: u64,
     pub bridge: LoadResult,
     pub baseline: LoadResult,
     /// Bridge pushes/s ÷ baseline requests/s.
@@ -94,6 +96,8 @@ pub struct Direction {
 /// As fast as the bridge takes them, for the phase's duration, then until the outbox is empty.
 #[derive(Debug, Clone, Serialize)]
 pub struct Sustained {
+    /// Messages stored before the phase (the phases run in order on one database).
+    pub stored_at_start: u64,
     pub concurrency: usize,
     /// The load: accepted requests and their latency.
     pub load: LoadResult,
@@ -113,6 +117,8 @@ pub struct Sustained {
 /// A fixed rate, open loop.
 #[derive(Debug, Clone, Serialize)]
 pub struct Steady {
+    /// Messages stored before the phase.
+    pub stored_at_start: u64,
     pub rate: u64,
     pub load: LoadResult,
     /// Send (scheduled time) → arrival on the other side. Empty for the accept-only phase.
@@ -237,20 +243,22 @@ pub fn table(r: &Report) -> String {
     let _ = writeln!(t, "\nACCEPT: signed AES pushes, closed loop (baseline: a bare server, same runtime, same requests)");
     let _ = writeln!(
         t,
-        "  {:>11} {:>10} {:>10} {:>10} {:>10} {:>12} {:>9}",
-        "concurrency", "pushes/s", "ack p50", "ack p99", "ack p99.9", "baseline/s", "ratio"
+        "  {:>11} {:>10} {:>10} {:>10} {:>10} {:>8} {:>12} {:>9} {:>15}",
+        "concurrency", "pushes/s", "ack p50", "ack p99", "ack p99.9", "errors", "baseline/s", "ratio", "stored before"
     );
     for p in &r.accept.sweep {
         let _ = writeln!(
             t,
-            "  {:>11} {:>10} {:>10} {:>10} {:>10} {:>12} {:>9}",
+            "  {:>11} {:>10} {:>10} {:>10} {:>10} {:>8} {:>12} {:>9} {:>15}",
             p.concurrency,
             num(p.bridge.per_s),
             ms(p.bridge.ack.p50_ms),
             ms(p.bridge.ack.p99_ms),
             ms(p.bridge.ack.p999_ms),
+            p.bridge.errors,
             num(p.baseline.per_s),
-            format!("{:.1}%", p.ratio * 100.0)
+            format!("{:.1}%", p.ratio * 100.0),
+            num(p.stored_at_start as f64)
         );
     }
     let a = &r.accept.steady;
