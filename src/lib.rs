@@ -18,8 +18,10 @@
 //! - `webhook`: a platform adapter: signed Standard Webhooks out, `/api/v1` in, OpenAPI, receiver.
 //! - `demo`: the one-command demo: bridge + simulators + scripted exchange, console hooks.
 //! - `simulate`: one simulator served alone (`simulate wechat|vonage`).
+//! - `bench`: the load benchmark (`bench`): the bridge as a child process against fast fakes.
 
 pub mod app;
+pub mod bench;
 pub mod chatwoot;
 pub mod config;
 pub mod demo;

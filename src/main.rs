@@ -56,6 +56,15 @@ enum Command {
         #[command(subcommand)]
         simulator: wechat_bridge::simulate::Simulator,
     },
+    /// Load benchmark: this binary's bridge against fast fakes on loopback; prints a table and
+    /// writes bench.json and bench.svg (build with --release first).
+    Bench(wechat_bridge::bench::BenchArgs),
+    /// The bare HTTP server `bench` compares the bridge with.
+    #[command(hide = true)]
+    BenchBaseline {
+        #[arg(long)]
+        listen: String,
+    },
 }
 
 #[tokio::main]
@@ -85,6 +94,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Simulate { simulator } => wechat_bridge::simulate::run(simulator, shutdown_signal()).await,
+        Command::Bench(args) => wechat_bridge::bench::run(args).await,
+        Command::BenchBaseline { listen } => wechat_bridge::bench::baseline::serve(&listen, shutdown_signal()).await,
         Command::Migrate => {
             let url = Config::database_url(cli.config.as_deref())?;
             let store = Store::connect(&url).await.context("cannot open the database")?;

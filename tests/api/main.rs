@@ -2,6 +2,7 @@
 //! One test binary (zero-to-production's layout): one link step, fast CI.
 
 mod admin;
+mod bench;
 mod binary;
 mod chatwoot_platform;
 mod chatwoot_sim;
