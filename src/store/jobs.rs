@@ -17,7 +17,7 @@ pub enum Lane {
 }
 
 impl Lane {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Lane::Platform => "platform",
             Lane::Channel => "channel",
@@ -81,15 +81,31 @@ pub(super) async fn insert(
     kind: JobKind,
     now: i64,
 ) -> Result<(), sqlx::Error> {
+    // The head of its lane when nothing older of the contact is unfinished (see `claim_on`).
     sqlx::query(
-        "INSERT INTO jobs (message_id, contact_id, lane, kind, state, due_at, created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+        "INSERT INTO jobs (message_id, contact_id, lane, kind, state, due_at, created_at, head)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, NOT EXISTS (
+             SELECT 1 FROM jobs e WHERE e.contact_id = ?2 AND e.lane = ?3 AND e.state IN ('pending', 'running')))",
     )
     .bind(message_id)
     .bind(contact_id)
     .bind(kind.lane().as_str())
     .bind(kind.as_str())
     .bind(now)
-    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// A job of `contact_id`'s `lane` finished (done or failed): the oldest unfinished one left
+/// becomes the head, free to be claimed.
+async fn promote_next(tx: &mut SqliteConnection, contact_id: ContactId, lane: Lane) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE jobs SET head = 1 WHERE id = (
+             SELECT MIN(id) FROM jobs WHERE contact_id = ? AND lane = ? AND state IN ('pending', 'running'))",
+    )
+    .bind(contact_id)
+    .bind(lane.as_str())
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -106,8 +122,9 @@ async fn report_outcome(tx: &mut SqliteConnection, job: &ClaimedJob) -> Result<(
 
 impl Store {
     /// Claims up to `limit` due jobs for `lease_ms`: only the oldest unfinished job of each
-    /// contact and lane is eligible, which keeps per-contact order and lets different contacts
-    /// run in parallel. A job whose lease ran out (its worker died) is due again.
+    /// contact and lane is eligible (its `head`, kept as jobs finish), which keeps per-contact
+    /// order and lets different contacts run in parallel; the claim reads only due heads, however
+    /// long the backlog. A job whose lease ran out (its worker died) is due again.
     pub async fn claim_jobs(&self, lease_ms: i64, limit: u32) -> Result<Vec<ClaimedJob>, StoreError> {
         self.writer.write(move |tx| Box::pin(claim_on(tx, lease_ms, limit))).await
     }
@@ -120,7 +137,8 @@ impl Store {
             .write(move |tx| {
                 Box::pin(async move {
                     let done = sqlx::query(
-                        "UPDATE jobs SET state = 'done', last_error = NULL WHERE id = ? AND claim_token = ? AND state = 'running'",
+                        "UPDATE jobs SET state = 'done', head = 0, last_error = NULL
+                         WHERE id = ? AND claim_token = ? AND state = 'running'",
                     )
                     .bind(job.id)
                     .bind(&job.claim_token)
@@ -128,6 +146,9 @@ impl Store {
                     .await?
                     .rows_affected()
                         == 1;
+                    if done {
+                        promote_next(tx, job.contact_id, job.kind.lane()).await?;
+                    }
                     if done && job.kind.decides_message_status() {
                         sqlx::query(
                             "UPDATE messages SET status = 'delivered', delivered_at = ?, platform_event_id = COALESCE(?, platform_event_id),
@@ -185,7 +206,7 @@ impl Store {
             .write(move |tx| {
                 Box::pin(async move {
                     let failed = sqlx::query(
-                        "UPDATE jobs SET state = 'failed', last_error = ?, claim_token = NULL
+                        "UPDATE jobs SET state = 'failed', head = 0, last_error = ?, claim_token = NULL
                          WHERE id = ? AND claim_token = ? AND state = 'running'",
                     )
                     .bind(&error)
@@ -195,6 +216,9 @@ impl Store {
                     .await?
                     .rows_affected()
                         == 1;
+                    if failed {
+                        promote_next(tx, job.contact_id, job.kind.lane()).await?;
+                    }
                     if failed && job.kind.decides_message_status() {
                         sqlx::query("UPDATE messages SET status = 'failed', last_error = ?, error_code = ? WHERE id = ?")
                             .bind(&error)
@@ -285,6 +309,18 @@ impl Store {
                             .bind(&message_id)
                             .execute(&mut *tx)
                             .await?;
+                        // The revived job is older than the lane's current head: it goes first
+                        // again, as before it failed (a running head finishes its attempt).
+                        sqlx::query(
+                            "UPDATE jobs SET head = (id = (
+                                 SELECT MIN(e.id) FROM jobs e
+                                 WHERE e.contact_id = jobs.contact_id AND e.lane = jobs.lane AND e.state IN ('pending', 'running')))
+                             WHERE state IN ('pending', 'running')
+                               AND (contact_id, lane) IN (SELECT contact_id, lane FROM jobs WHERE message_id = ?)",
+                        )
+                        .bind(&message_id)
+                        .execute(&mut *tx)
+                        .await?;
                     }
                     Ok(retried)
                 })
@@ -316,11 +352,7 @@ async fn claim_on(tx: &mut SqliteConnection, lease_ms: i64, limit: u32) -> Resul
         "UPDATE jobs SET state = 'running', due_at = ?1, claim_token = ?2, attempts = attempts + 1
          WHERE id IN (
              SELECT j.id FROM jobs j
-             WHERE j.state IN ('pending', 'running') AND j.due_at <= ?3
-               AND NOT EXISTS (
-                   SELECT 1 FROM jobs e
-                   WHERE e.contact_id = j.contact_id AND e.lane = j.lane AND e.id < j.id
-                     AND e.state IN ('pending', 'running'))
+             WHERE j.head = 1 AND j.state IN ('pending', 'running') AND j.due_at <= ?3
              ORDER BY j.due_at LIMIT ?4)
          RETURNING id, message_id, contact_id, kind, attempts",
     )
