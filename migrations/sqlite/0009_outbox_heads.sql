@@ -11,3 +11,9 @@ WHERE state IN ('pending', 'running')
             WHERE e.contact_id = jobs.contact_id AND e.lane = jobs.lane AND e.state IN ('pending', 'running'));
 
 CREATE INDEX jobs_heads_due ON jobs (due_at) WHERE head = 1 AND state IN ('pending', 'running');
+
+-- Each push prunes its source's expired nonces (`Store::accept`): with the index on `seen_at`
+-- alone SQLite searched the primary key by `source` and visited every nonce of the retention
+-- window on every push. One index on both makes the prune read only what it deletes.
+CREATE INDEX webhook_nonces_by_source_age ON webhook_nonces (source, seen_at);
+DROP INDEX webhook_nonces_by_age;
