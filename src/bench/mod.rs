@@ -624,15 +624,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         sweep.push((concurrency, stored_at_start, load));
     }
 
-    // Memory with `fill` messages stored.
+    // Memory with `fill` messages stored, in blocks the bridge takes in about a minute (a push's
+    // timestamp must still be fresh when it is sent).
+    let mut fill_rate = sweep.last().map_or(run.rate_estimate, |(_, _, load)| load.per_s);
     while plan.fill > stored(counters) {
-        let n = (plan.fill - stored(counters)).min(50_000);
+        let n = (plan.fill - stored(counters)).min((fill_rate * 60.0) as u64).clamp(1, 50_000);
         progress(format!("storing {n} more messages ({} so far, target {})", stored(counters), plan.fill));
         let pool = run.pushes(n);
-        let load = load::closed_loop(&run.target, pool, 16, Duration::from_secs(3600)).await?;
-        if load.errors > 0 {
-            run.note("fill", &load);
-        }
+        let mut load = load::closed_loop(&run.target, pool, 16, Duration::from_secs(3600)).await?;
+        load.exhausted = false;
+        run.note("fill", &load);
+        fill_rate = load.per_s.max(100.0);
         if load.ok == 0 {
             break;
         }
