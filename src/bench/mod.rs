@@ -624,18 +624,28 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         sweep.push((concurrency, stored_at_start, load));
     }
 
-    // Memory with `fill` messages stored.
+    // Memory with `fill` messages stored, in blocks the bridge takes in about a minute (a push's
+    // timestamp must still be fresh when it is sent).
+    let mut fill_rate = sweep.last().map_or(run.rate_estimate, |(_, _, load)| load.per_s);
+    let (mut fill_errors, mut fill_samples) = (0, Vec::<String>::new());
     while plan.fill > stored(counters) {
-        let n = (plan.fill - stored(counters)).min(50_000);
+        let n = (plan.fill - stored(counters)).min((fill_rate * 60.0) as u64).clamp(1, 50_000);
         progress(format!("storing {n} more messages ({} so far, target {})", stored(counters), plan.fill));
         let pool = run.pushes(n);
         let load = load::closed_loop(&run.target, pool, 16, Duration::from_secs(3600)).await?;
-        if load.errors > 0 {
-            run.note("fill", &load);
+        fill_errors += load.errors;
+        for sample in load.error_samples {
+            if !fill_samples.contains(&sample) {
+                fill_samples.push(sample);
+            }
         }
+        fill_rate = load.per_s.max(100.0);
         if load.ok == 0 {
             break;
         }
+    }
+    if fill_errors > 0 {
+        run.warnings.push(format!("fill: {fill_errors} requests failed ({})", fill_samples.join("; ")));
     }
     if plan.fill > 0 {
         tokio::time::sleep(Duration::from_millis(250)).await;
