@@ -78,6 +78,24 @@ async fn wait_status(app: &TestApp, conversation: u64, id: u64, status: &str) {
         .await;
 }
 
+/// As after a lost database or on another instance: Chatwoot already has `openid`'s contact
+/// and a conversation in the inbox, made through its API. Returns the conversation's id.
+async fn existing_contact_and_conversation(app: &TestApp, openid: &str) -> u64 {
+    let client = reqwest::Client::new();
+    let base = &app.settings["CHATWOOT_BASE_URL"];
+    let token = &app.settings["CHATWOOT_API_TOKEN"];
+    let post = |path: &str, body: Value| {
+        client.post(format!("{base}/api/v1/accounts/1/{path}")).header("api_access_token", token.as_str()).json(&body).send()
+    };
+    let identifier = format!("wechat:{APP_ID}:{openid}");
+    let created: Value =
+        post("contacts", json!({"inbox_id": 3, "name": "Known", "identifier": identifier})).await.unwrap().json().await.unwrap();
+    let contact_id = created["payload"]["contact"]["id"].as_u64().unwrap();
+    let conversation: Value =
+        post("conversations", json!({"inbox_id": 3, "contact_id": contact_id})).await.unwrap().json().await.unwrap();
+    conversation["id"].as_u64().unwrap()
+}
+
 #[tokio::test]
 async fn first_message_makes_one_contact_and_conversation_and_every_message_lands_in_it() {
     let app = chatwoot_app().await;
@@ -114,37 +132,12 @@ async fn first_message_makes_one_contact_and_conversation_and_every_message_land
 #[tokio::test]
 async fn a_contact_chatwoot_already_has_is_reused_with_its_conversation() {
     let app = chatwoot_app().await;
-    // As after a lost database, or another instance: the contact and its conversation exist.
-    let client = reqwest::Client::new();
-    let base = &app.settings["CHATWOOT_BASE_URL"];
-    let token = &app.settings["CHATWOOT_API_TOKEN"];
-    let created: Value = client
-        .post(format!("{base}/api/v1/accounts/1/contacts"))
-        .header("api_access_token", token)
-        .json(&json!({"inbox_id": 3, "name": "Known", "identifier": format!("wechat:{APP_ID}:o_cw_known"),
-                      "source_id": format!("wechat:{APP_ID}:o_cw_known")}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let contact_id = created["payload"]["contact"]["id"].as_u64().unwrap();
-    let conversation: Value = client
-        .post(format!("{base}/api/v1/accounts/1/conversations"))
-        .header("api_access_token", token)
-        .json(&json!({"inbox_id": 3, "contact_id": contact_id, "source_id": format!("wechat:{APP_ID}:o_cw_known")}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let conversation = existing_contact_and_conversation(&app, "o_cw_known").await;
     customer_writes(&app, "o_cw_known", "back again").await;
     settled(&app, 1).await;
     assert_eq!(app.chatwoot.contacts().len(), 1, "no second contact");
     assert_eq!(app.chatwoot.conversations().len(), 1, "no second conversation");
-    let messages = app.chatwoot.messages(conversation["id"].as_u64().unwrap());
+    let messages = app.chatwoot.messages(conversation);
     assert!(messages.iter().any(|m| m["content"] == "back again"), "{messages:?}");
 }
 
@@ -534,31 +527,7 @@ async fn an_unfollow_is_a_private_note_that_does_not_reopen_the_conversation() {
 #[tokio::test]
 async fn an_adopted_conversation_does_not_resend_its_history() {
     let app = chatwoot_app().await;
-    let client = reqwest::Client::new();
-    let base = &app.settings["CHATWOOT_BASE_URL"];
-    let token = &app.settings["CHATWOOT_API_TOKEN"];
-    let created: Value = client
-        .post(format!("{base}/api/v1/accounts/1/contacts"))
-        .header("api_access_token", token)
-        .json(&json!({"inbox_id": 3, "name": "Old", "identifier": format!("wechat:{APP_ID}:o_cw_history")}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let contact_id = created["payload"]["contact"]["id"].as_u64().unwrap();
-    let conversation: Value = client
-        .post(format!("{base}/api/v1/accounts/1/conversations"))
-        .header("api_access_token", token)
-        .json(&json!({"inbox_id": 3, "contact_id": contact_id}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let conversation = conversation["id"].as_u64().unwrap();
+    let conversation = existing_contact_and_conversation(&app, "o_cw_history").await;
     app.chatwoot.agent_reply(conversation, AgentReply::text("an old reply, answered by phone")).await;
     customer_writes(&app, "o_cw_history", "hello again").await;
     settled(&app, 1).await;
