@@ -681,6 +681,80 @@ mod tests {
         assert_eq!(indexes, 0);
     }
 
+    /// Jobs waiting in the outbox when the bridge is upgraded to head-only claims (migration 9)
+    /// are claimed exactly as before: the oldest unfinished job of each contact's lane, the next
+    /// one when it finishes, nothing of a finished or failed job.
+    #[tokio::test]
+    async fn jobs_waiting_before_the_head_migration_are_claimed_in_the_same_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("heads.db").display())).await.unwrap();
+        let mut before_heads = sqlx::migrate!("./migrations/sqlite");
+        before_heads.migrations = before_heads.migrations.iter().filter(|m| m.version < 9).cloned().collect();
+        before_heads.run(store.pool()).await.unwrap();
+        for (id, openid) in [(1, "o_a"), (2, "o_b")] {
+            sqlx::query("INSERT INTO contacts (id, channel, channel_id, account, created_at) VALUES (?, 'wechat', ?, 'gh', 0)")
+                .bind(id)
+                .bind(openid)
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+        // (job id, contact, lane, kind, state): contact 1 has a finished job, a failed one, then two
+        // waiting inbound jobs and one outbound; contact 2 one running (its worker died) and one waiting.
+        let jobs = [
+            (1, 1, "platform", "deliver_inbound", "done"),
+            (2, 1, "platform", "deliver_inbound", "failed"),
+            (3, 1, "platform", "deliver_inbound", "pending"),
+            (4, 1, "channel", "deliver_outbound", "pending"),
+            (5, 1, "platform", "deliver_inbound", "pending"),
+            (6, 2, "platform", "deliver_inbound", "running"),
+            (7, 2, "platform", "deliver_inbound", "pending"),
+        ];
+        for (id, contact, lane, kind, state) in jobs {
+            let message = format!("m{id}");
+            sqlx::query(
+                "INSERT INTO messages (id, contact_id, direction, source, external_id, msg_type, payload, status, created_at)
+                 VALUES (?, ?, 'inbound', 'wechat', ?, 'text', '{}', 'stored', 0)",
+            )
+            .bind(&message)
+            .bind(contact)
+            .bind(&message)
+            .execute(store.pool())
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO jobs (id, message_id, contact_id, lane, kind, state, due_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 0, 0)",
+            )
+            .bind(id)
+            .bind(&message)
+            .bind(contact)
+            .bind(lane)
+            .bind(kind)
+            .bind(state)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        }
+        store.migrate().await.unwrap();
+
+        let claimed = store.claim_jobs(60_000, 10).await.unwrap();
+        assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), [3, 4, 6], "the oldest unfinished job of each lane");
+        assert_eq!(store.claim_jobs(60_000, 10).await.unwrap(), [], "nothing else while they run");
+        let first = claimed.iter().find(|j| j.id == 3).unwrap();
+        assert!(store.complete_job(first, None).await.unwrap());
+        assert_eq!(store.claim_jobs(60_000, 10).await.unwrap().iter().map(|j| j.id).collect::<Vec<_>>(), [5]);
+
+        // A failed message retried from the admin API goes first again, as it did before it
+        // failed: job 2 is older than job 5, which waits again (its attempt was handed back).
+        assert!(store.claim_jobs(60_000, 10).await.unwrap().is_empty());
+        sqlx::query("UPDATE jobs SET state = 'pending', due_at = 0, claim_token = NULL WHERE id = 5")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert!(store.retry_message(&BridgeMessageId::from_raw("m2")).await.unwrap());
+        assert_eq!(store.claim_jobs(60_000, 10).await.unwrap().iter().map(|j| j.id).collect::<Vec<_>>(), [2]);
+    }
+
     #[tokio::test]
     async fn links_are_saved_replaced_and_removed_per_contact_platform_and_kind() {
         let dir = tempfile::tempdir().unwrap();
