@@ -70,12 +70,12 @@ impl ChatwootPlatform {
         Ok(pass)
     }
 
-    /// Catches up on one conversation: pages it from the last message seen and stores, in
-    /// Chatwoot's order, the replies not stored yet; then remembers the new cursor.
+    /// Catches up on one conversation: pages it from the last message seen (as `contact`, just
+    /// read, holds it) and stores, in Chatwoot's order, the replies not stored yet; then
+    /// remembers the new cursor. Two syncs at once read some messages twice; storing
+    /// deduplicates them.
     pub(super) async fn sync(&self, contact: &Contact, conversation: u64) -> Result<Sync, CatchUpError> {
         let now = now_ms();
-        // The contact as stored now: another sync may have moved the cursor meanwhile.
-        let contact = self.relay.store.contact(contact.id).await?;
         let seen = contact.link(PLATFORM, SEEN).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
         let mut sync = Sync { seen, stored: 0 };
         loop {
@@ -88,7 +88,7 @@ impl ChatwootPlatform {
             for message in &page {
                 sync.seen = sync.seen.max(message.id);
                 if let Some(reply) = missed_reply(conversation, message, now)
-                    && self.accept_reply(&contact, &reply, Arrival::CatchUp).await? == Outcome::Stored
+                    && self.accept_reply(contact, &reply, Arrival::CatchUp).await? == Outcome::Stored
                 {
                     sync.stored += 1;
                 }

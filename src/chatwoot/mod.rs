@@ -174,7 +174,7 @@ impl ChatwootPlatform {
     }
 
     async fn save(&self, contact: &Contact, kind: &str, id: u64) -> Result<(), DeliveryError> {
-        self.relay.store.save_link(contact.id, PLATFORM, kind, &id.to_string()).await.map_err(retry_store)
+        self.relay.store.save_link(contact.id, PLATFORM, kind, &id.to_string()).await.map_err(DeliveryError::from)
     }
 
     /// What `e` means for the relay ([`classify`]), counted in `bridge_remote_errors_total`.
@@ -199,7 +199,7 @@ impl ChatwootPlatform {
         let kinds: &[&str] = if kind == CONTACT { &[CONTACT, CONVERSATION, SEEN] } else { &[CONVERSATION, SEEN] };
         for kind in kinds {
             if let Err(store) = self.relay.store.remove_link(contact.id, PLATFORM, kind).await {
-                return retry_store(store);
+                return store.into();
             }
         }
         DeliveryError::Retry { reason: format!("{e}; the {kind} will be recreated"), after: None }
@@ -358,10 +358,6 @@ impl Platform for ChatwootPlatform {
 /// The contact's name until an agent changes it (WeChat gives no names to the bridge).
 fn display_name(openid: &str) -> String {
     format!("WeChat {openid}")
-}
-
-fn retry_store(e: crate::store::StoreError) -> DeliveryError {
-    DeliveryError::Retry { reason: e.to_string(), after: None }
 }
 
 fn classify(e: ChatwootError) -> DeliveryError {

@@ -88,6 +88,13 @@ pub enum DeliveryError {
     Permanent { code: Option<ErrorCode>, reason: String },
 }
 
+/// The database failed under a delivery (locked, full disk): worth another try later.
+impl From<crate::store::StoreError> for DeliveryError {
+    fn from(e: crate::store::StoreError) -> Self {
+        DeliveryError::Retry { reason: e.to_string(), after: None }
+    }
+}
+
 /// Where agents are: the side that receives customers' messages as conversation events.
 /// Object safe (boxed futures): the worker holds whichever platform the configuration chose.
 pub trait Platform: Send + Sync + 'static {

@@ -213,8 +213,8 @@ impl Worker {
     }
 
     async fn deliver_inbound(&self, job: &ClaimedJob) -> Result<String, DeliveryError> {
-        let record = self.store.message(&job.message_id).await.map_err(retry_store)?;
-        let contact = self.store.contact(job.contact_id).await.map_err(retry_store)?;
+        let record = self.store.message(&job.message_id).await?;
+        let contact = self.store.contact(job.contact_id).await?;
         let msg: InboundMessage = serde_json::from_str(&record.payload)
             .map_err(|e| DeliveryError::Permanent { code: None, reason: format!("stored message is unreadable: {e}") })?;
         self.platform.deliver_inbound(&contact, &msg, &record.id, job.attempt).await
@@ -223,22 +223,22 @@ impl Worker {
     /// Sends the parts not yet sent, recording each as it is accepted, so a retry after a
     /// failure in the middle of a long text resumes there instead of repeating earlier parts.
     async fn deliver_outbound(&self, job: &ClaimedJob) -> Result<String, DeliveryError> {
-        let record = self.store.message(&job.message_id).await.map_err(retry_store)?;
-        let contact = self.store.contact(job.contact_id).await.map_err(retry_store)?;
+        let record = self.store.message(&job.message_id).await?;
+        let contact = self.store.contact(job.contact_id).await?;
         let outbound = outbound_record(&record.payload)?;
         let parts: Vec<_> = outbound.pieces().flat_map(|piece| self.channel.split(piece)).collect();
         let done = record.parts_sent.max(0) as usize;
         self.channel.check_window(&contact, parts.len().saturating_sub(done))?;
         for (i, part) in parts.iter().enumerate().skip(done) {
             self.channel.send(&contact, part).await?;
-            self.store.record_part_sent(&record.id, contact.id, i as i64 + 1).await.map_err(retry_store)?;
+            self.store.record_part_sent(&record.id, contact.id, i as i64 + 1).await?;
         }
         Ok(outbound.platform_event_id)
     }
 
     async fn report_status(&self, job: &ClaimedJob) -> Result<String, DeliveryError> {
-        let record = self.store.message(&job.message_id).await.map_err(retry_store)?;
-        let contact = self.store.contact(job.contact_id).await.map_err(retry_store)?;
+        let record = self.store.message(&job.message_id).await?;
+        let contact = self.store.contact(job.contact_id).await?;
         let outbound = outbound_record(&record.payload)?;
         let delivered = record.status == MessageStatus::Delivered;
         let report = StatusReport {
@@ -280,10 +280,6 @@ fn finished(done: Result<(task::Id, ()), task::JoinError>) -> task::Id {
 fn outbound_record(payload: &str) -> Result<OutboundRecord, DeliveryError> {
     serde_json::from_str(payload)
         .map_err(|e| DeliveryError::Permanent { code: None, reason: format!("stored message is unreadable: {e}") })
-}
-
-fn retry_store(e: StoreError) -> DeliveryError {
-    DeliveryError::Retry { reason: e.to_string(), after: None }
 }
 
 /// Exponential backoff with "equal jitter": half the exponential delay plus a random part of

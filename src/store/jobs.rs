@@ -97,18 +97,33 @@ pub(super) async fn insert(
     Ok(())
 }
 
-/// A job of `contact_id`'s `lane` finished (done or failed): the oldest unfinished one left
-/// becomes the head, free to be claimed.
-async fn promote_next(tx: &mut SqliteConnection, contact_id: ContactId, lane: Lane) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE jobs SET head = 1 WHERE id = (
-             SELECT MIN(id) FROM jobs WHERE contact_id = ? AND lane = ? AND state IN ('pending', 'running'))",
+/// Ends `job` as `state` (`done` or `failed`, with `error`) if this claim still holds it; the
+/// oldest unfinished job left in its contact's lane becomes the head, free to be claimed.
+/// False when the lease had been lost.
+async fn end_job(tx: &mut SqliteConnection, job: &ClaimedJob, state: &str, error: Option<&str>) -> Result<bool, sqlx::Error> {
+    let ended = sqlx::query(
+        "UPDATE jobs SET state = ?, head = 0, last_error = ?, claim_token = NULL
+         WHERE id = ? AND claim_token = ? AND state = 'running'",
     )
-    .bind(contact_id)
-    .bind(lane.as_str())
+    .bind(state)
+    .bind(error)
+    .bind(job.id)
+    .bind(&job.claim_token)
     .execute(&mut *tx)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected()
+        == 1;
+    if ended {
+        sqlx::query(
+            "UPDATE jobs SET head = 1 WHERE id = (
+                 SELECT MIN(id) FROM jobs WHERE contact_id = ? AND lane = ? AND state IN ('pending', 'running'))",
+        )
+        .bind(job.contact_id)
+        .bind(job.kind.lane().as_str())
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(ended)
 }
 
 /// An outbound message's outcome goes back to the platform: queued in the same transaction
@@ -136,19 +151,7 @@ impl Store {
         self.writer
             .write(move |tx| {
                 Box::pin(async move {
-                    let done = sqlx::query(
-                        "UPDATE jobs SET state = 'done', head = 0, last_error = NULL
-                         WHERE id = ? AND claim_token = ? AND state = 'running'",
-                    )
-                    .bind(job.id)
-                    .bind(&job.claim_token)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                    if done {
-                        promote_next(tx, job.contact_id, job.kind.lane()).await?;
-                    }
+                    let done = end_job(tx, &job, "done", None).await?;
                     if done && job.kind.decides_message_status() {
                         sqlx::query(
                             "UPDATE messages SET status = 'delivered', delivered_at = ?, platform_event_id = COALESCE(?, platform_event_id),
@@ -205,20 +208,7 @@ impl Store {
         self.writer
             .write(move |tx| {
                 Box::pin(async move {
-                    let failed = sqlx::query(
-                        "UPDATE jobs SET state = 'failed', head = 0, last_error = ?, claim_token = NULL
-                         WHERE id = ? AND claim_token = ? AND state = 'running'",
-                    )
-                    .bind(&error)
-                    .bind(job.id)
-                    .bind(&job.claim_token)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                    if failed {
-                        promote_next(tx, job.contact_id, job.kind.lane()).await?;
-                    }
+                    let failed = end_job(tx, &job, "failed", Some(&error)).await?;
                     if failed && job.kind.decides_message_status() {
                         sqlx::query("UPDATE messages SET status = 'failed', last_error = ?, error_code = ? WHERE id = ?")
                             .bind(&error)

@@ -134,12 +134,8 @@ impl VonagePlatform {
     }
 
     async fn save(&self, contact: &Contact, kind: &str, value: &str) -> Result<(), DeliveryError> {
-        self.store.save_link(contact.id, PLATFORM, kind, value).await.map_err(retry_store)
+        self.store.save_link(contact.id, PLATFORM, kind, value).await.map_err(DeliveryError::from)
     }
-}
-
-fn retry_store(e: crate::store::StoreError) -> DeliveryError {
-    DeliveryError::Retry { reason: e.to_string(), after: None }
 }
 
 impl Platform for VonagePlatform {
@@ -187,8 +183,8 @@ impl VonagePlatform {
             // new one (only in per-user mode; a missing shared conversation is a config error).
             Err(e) if e.code() == Some("conversation:error:not-found") && self.shared_conversation.is_none() => {
                 self.count(&e);
-                self.store.remove_link(contact.id, PLATFORM, CONVERSATION).await.map_err(retry_store)?;
-                self.store.remove_link(contact.id, PLATFORM, MEMBER).await.map_err(retry_store)?;
+                self.store.remove_link(contact.id, PLATFORM, CONVERSATION).await?;
+                self.store.remove_link(contact.id, PLATFORM, MEMBER).await?;
                 Err(DeliveryError::Retry { reason: format!("{e}; conversation will be recreated"), after: None })
             }
             Err(e) => Err(self.classify(e)),
