@@ -291,10 +291,10 @@ impl Config {
             reason: format!("{listen_raw:?} is not an address like 127.0.0.1:8080"),
         })?;
         let database_url = get("BRIDGE_DATABASE_URL").unwrap_or_else(|| "sqlite://wechat-bridge.db".into());
-        if !database_url.starts_with("sqlite:") {
+        if !["sqlite:", "postgres:", "postgresql:"].iter().any(|scheme| database_url.starts_with(scheme)) {
             return Err(ConfigError::Invalid {
                 key: "BRIDGE_DATABASE_URL",
-                reason: "only sqlite://PATH is supported by this build".into(),
+                reason: "expected sqlite://PATH or postgres://USER@HOST/DATABASE".into(),
             });
         }
         let public_url = get("BRIDGE_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string());

@@ -1,4 +1,7 @@
-//! Persistence: contacts, messages and the outbox, in embedded SQLite (WAL, `synchronous=FULL`).
+//! Persistence: contacts, messages and the outbox, behind one interface on two engines:
+//! embedded SQLite (WAL, `synchronous=FULL`, one instance) and PostgreSQL (several instances on
+//! one database). Both run the same statements (`queries/`, compiled once per engine) and the
+//! same tests.
 //!
 //! The accept path writes contact, message and job in ONE transaction before the webhook answers
 //! (DESIGN.md "Flow and guarantees" 1); workers claim jobs with a lease (3). All times are Unix ms.
@@ -6,16 +9,16 @@
 mod admin;
 mod idempotency;
 mod jobs;
-mod media;
 mod outbox_stats;
-mod tokens;
+mod postgres;
+mod sqlite;
+pub mod testing;
 mod writer;
 
 use std::str::FromStr;
-use std::time::Duration;
 
-use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::SqliteConnectOptions;
 
 use crate::relay::ids::{BridgeMessageId, ContactId, ErrorCode};
 use crate::relay::message::{Contact, Direction, MessageStatus};
@@ -43,6 +46,13 @@ pub enum StoreError {
     /// The transaction this write was committed in failed (a group commit, `writer`).
     #[error("database error: {0}")]
     Commit(String),
+    /// Another request (on another instance) stored this message first; this attempt's writes
+    /// are undone and `accept` answers with the stored one as a duplicate.
+    #[error("message {0} was stored by another request")]
+    AlreadyStored(BridgeMessageId),
+    /// `BRIDGE_DATABASE_URL` names neither engine.
+    #[error("unsupported database URL (expected sqlite://PATH or postgres://…)")]
+    UnsupportedUrl,
 }
 
 /// The result of accepting a message from one side.
@@ -126,16 +136,32 @@ pub struct MessageRecord {
 /// The bridge's database.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
-    /// Every hot write goes through it: one commit for whatever writes wait together.
-    writer: writer::Writer,
+    engine: Engine,
     /// When `ping` last succeeded (Unix ms): `/readyz` needs no token, so its write probe runs at
     /// most once a second however often it is asked.
     last_ready_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
+#[derive(Debug, Clone)]
+enum Engine {
+    Sqlite(sqlite::Engine),
+    Postgres(postgres::Engine),
+}
+
+/// Held while this instance refreshes the WeChat access token (`Store::token_refresh_lock`).
+#[derive(Debug)]
+pub enum TokenRefreshLock {
+    /// One process owns the database: its own single-flight suffices.
+    Process,
+    /// An advisory lock, released when the transaction ends (dropped or the connection lost).
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
 /// How long a successful readiness probe stands.
 const READY_CACHE_MS: i64 = 1000;
+
+/// Connections a PostgreSQL pool opens at most, unless the URL says otherwise (`max_connections`).
+pub const DEFAULT_POSTGRES_CONNECTIONS: u32 = 10;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -143,309 +169,221 @@ pub fn now_ms() -> i64 {
 }
 
 impl Store {
-    /// Opens (creating if missing) the database at `sqlite://PATH`.
+    /// Opens the database at `sqlite://PATH` (created if missing) or `postgres://…` (a
+    /// `max_connections=N` query parameter sizes the pool; default 10).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::connect_with(SqliteConnectOptions::from_str(url)?).await
+        if url.starts_with("sqlite:") {
+            Self::connect_with(SqliteConnectOptions::from_str(url)?).await
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let (url, max_connections) = postgres_pool_size(url)?;
+            let engine = postgres::Engine::connect(PgConnectOptions::from_str(&url)?, max_connections).await?;
+            Ok(Self::with(Engine::Postgres(engine)))
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
     }
 
-    /// Opens the database with `options` (the bridge's pragmas are added).
+    /// Opens an SQLite database with `options` (the bridge's pragmas are added).
     pub async fn connect_with(options: SqliteConnectOptions) -> Result<Self, StoreError> {
-        let options = options
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a committed accept survives power loss, not only a process crash.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            // A connection whose ROLLBACK failed (SQLite already rolled back by itself after a
-            // full disk or an I/O error) keeps sqlx's transaction depth above zero, and every later
-            // `BEGIN` on it fails. Drop such a connection instead of handing it out again. The
-            // pool pings a connection before this check, which runs any rollback still queued
-            // by a dropped transaction first, so a healthy connection is never thrown away.
-            .before_acquire(|conn, _meta| Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) }))
-            .connect_with(options)
-            .await?;
-        let writer = writer::Writer::start(pool.clone());
-        Ok(Self { pool, writer, last_ready_ms: Default::default() })
+        Ok(Self::with(Engine::Sqlite(sqlite::Engine::connect(options).await?)))
     }
 
-    /// Applies the embedded migrations.
+    fn with(engine: Engine) -> Self {
+        Self { engine, last_ready_ms: Default::default() }
+    }
+
+    /// Which engine holds the data (`sqlite` or `postgres`), for logs and the health view.
+    pub fn engine_name(&self) -> &'static str {
+        match self.engine {
+            Engine::Sqlite(_) => "sqlite",
+            Engine::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Applies the engine's embedded migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?;
-        Ok(())
+        on_engine!(self, e => e.migrate().await)
     }
 
-    /// Readiness: the database takes a write now. Two checks, because neither alone sees every
-    /// failure: 16 KB of room is allocated inside a transaction that is rolled back (a database
-    /// that cannot grow fails here at once), and one row is rewritten and committed (a full disk
-    /// or an I/O error fails the commit's write-ahead log append).
+    /// Readiness: the database takes a write now (cached for a second).
     pub async fn ping(&self) -> Result<(), StoreError> {
         use std::sync::atomic::Ordering;
         if now_ms() - self.last_ready_ms.load(Ordering::Relaxed) < READY_CACHE_MS {
             return Ok(());
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("INSERT INTO readiness_probe (pad) VALUES (zeroblob(16384))").execute(&mut *tx).await?;
-        tx.rollback().await?;
-        sqlx::query("INSERT INTO readiness (id, checked_at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at")
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
+        on_engine!(self, e => e.ping().await)?;
         self.last_ready_ms.store(now_ms(), Ordering::Relaxed);
         Ok(())
     }
 
-    /// Stores a message and its outbox job in one transaction, or reports a duplicate. The
-    /// transaction is shared with whatever other writes wait at the same moment (`writer`):
-    /// the answer comes after its commit.
+    /// Stores a message and its outbox job in one transaction, or reports a duplicate (also
+    /// when another instance stored it a moment before). The answer comes after the commit.
     pub async fn accept(&self, m: &NewMessage<'_>) -> Result<Accepted, StoreError> {
         let owned = OwnedMessage::from(m);
-        self.writer.write(move |conn| Box::pin(async move { accept_on(conn, &owned.borrow()).await })).await
+        match on_engine!(self, e => e.accept(owned).await) {
+            Err(StoreError::AlreadyStored(id)) => Ok(Accepted::Duplicate(id)),
+            other => other,
+        }
     }
 
+    /// Held while this instance fetches a new WeChat access token for `app_id`: instances
+    /// sharing the database refresh one at a time (the others wait, then read the new token).
+    pub async fn token_refresh_lock(&self, app_id: &str) -> Result<TokenRefreshLock, StoreError> {
+        on_engine!(self, e => e.token_refresh_lock(app_id).await)
+    }
+
+    /// The SQLite pool (tests and `bench` reach the file directly).
+    pub fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
+        match &self.engine {
+            Engine::Sqlite(e) => Some(&e.pool),
+            Engine::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL pool (tests).
+    pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
+        match &self.engine {
+            Engine::Postgres(e) => Some(&e.pool),
+            Engine::Sqlite(_) => None,
+        }
+    }
+}
+
+/// Splits a `max_connections=N` query parameter off a PostgreSQL URL (sqlx's options do not
+/// size the pool).
+fn postgres_pool_size(url: &str) -> Result<(String, u32), StoreError> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), DEFAULT_POSTGRES_CONNECTIONS));
+    };
+    let mut size = DEFAULT_POSTGRES_CONNECTIONS;
+    let mut rest = Vec::new();
+    for pair in query.split('&') {
+        match pair.strip_prefix("max_connections=") {
+            Some(n) => size = n.parse().ok().filter(|n| *n > 0).ok_or(StoreError::UnsupportedUrl)?,
+            None => rest.push(pair),
+        }
+    }
+    Ok((if rest.is_empty() { base.to_string() } else { format!("{base}?{}", rest.join("&")) }, size))
+}
+
+/// Runs `$call` on whichever engine the store has.
+macro_rules! on_engine {
+    ($store:expr, $e:ident => $call:expr) => {
+        match &$store.engine {
+            Engine::Sqlite($e) => $call,
+            Engine::Postgres($e) => $call,
+        }
+    };
+}
+use on_engine;
+
+/// Store methods that are the engine's own, one line each.
+macro_rules! delegate {
+    ($( $(#[$doc:meta])* pub async fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty; )*) => {
+        impl Store {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    on_engine!(self, e => e.$name($($arg),*).await)
+                }
+            )*
+        }
+    };
+}
+
+delegate! {
     /// A message by its bridge id.
-    pub async fn message(&self, id: &BridgeMessageId) -> Result<MessageRecord, StoreError> {
-        let row = sqlx::query(MESSAGE_BY_ID)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("message {id}")))?;
-        Ok(message_from_row(&row))
-    }
-
+    pub async fn message(&self, id: &BridgeMessageId) -> Result<MessageRecord, StoreError>;
     /// A message by the id its source gave it (`accept`'s deduplication key), if stored.
-    pub async fn message_by_external_id(&self, source: &str, external_id: &str) -> Result<Option<MessageRecord>, StoreError> {
-        let row = sqlx::query(select_messages!("WHERE source = ? AND external_id = ?"))
-            .bind(source)
-            .bind(external_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(message_from_row))
-    }
-
+    pub async fn message_by_external_id(&self, source: &str, external_id: &str) -> Result<Option<MessageRecord>, StoreError>;
     /// Messages, newest first, optionally of one status.
-    pub async fn messages(&self, status: Option<&str>, limit: i64) -> Result<Vec<MessageRecord>, StoreError> {
-        let rows = sqlx::query(MESSAGES_BY_STATUS).bind(status).bind(limit).fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(message_from_row).collect())
-    }
-
+    pub async fn messages(&self, status: Option<&str>, limit: i64) -> Result<Vec<MessageRecord>, StoreError>;
     /// A contact by id.
-    pub async fn contact(&self, id: ContactId) -> Result<Contact, StoreError> {
-        let row = sqlx::query(select_contacts!("WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("contact {id}")))?;
-        self.with_links(contact_from_row(&row)).await
-    }
-
+    pub async fn contact(&self, id: ContactId) -> Result<Contact, StoreError>;
     /// The contact `platform` knows by `value` as its `kind` (Vonage: the contact's own
     /// conversation, in per-user mode).
-    pub async fn contact_by_link(&self, platform: &str, kind: &str, value: &str) -> Result<Option<Contact>, StoreError> {
-        let row = sqlx::query(select_contacts!(
-            "WHERE id = (SELECT contact_id FROM contact_links WHERE platform = ? AND kind = ? AND value = ?)"
-        ))
-        .bind(platform)
-        .bind(kind)
-        .bind(value)
-        .fetch_optional(&self.pool)
-        .await?;
-        self.found_contact(row).await
-    }
-
+    pub async fn contact_by_link(&self, platform: &str, kind: &str, value: &str) -> Result<Option<Contact>, StoreError>;
     /// The contacts `platform` gave a `kind` id whose reply window is still open at `now_ms`
     /// (the conversations worth asking a platform about, since a reply outside the window
     /// cannot reach the customer anyway). Oldest contact first.
-    pub async fn contacts_with_open_window(&self, platform: &str, kind: &str, now_ms: i64) -> Result<Vec<Contact>, StoreError> {
-        let rows = sqlx::query(select_contacts!(
-            "WHERE window_until > ? AND id IN (SELECT contact_id FROM contact_links WHERE platform = ? AND kind = ?) ORDER BY id"
-        ))
-        .bind(now_ms)
-        .bind(platform)
-        .bind(kind)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut contacts = Vec::with_capacity(rows.len());
-        for row in &rows {
-            contacts.push(self.with_links(contact_from_row(row)).await?);
-        }
-        Ok(contacts)
-    }
-
+    pub async fn contacts_with_open_window(&self, platform: &str, kind: &str, now_ms: i64) -> Result<Vec<Contact>, StoreError>;
     /// Whether `value` is a `kind` id `platform` gave one of the contacts (Vonage: one of the
     /// bridge's own members, whose events are echoes).
-    pub async fn has_link(&self, platform: &str, kind: &str, value: &str) -> Result<bool, StoreError> {
-        Ok(sqlx::query("SELECT 1 FROM contact_links WHERE platform = ? AND kind = ? AND value = ?")
-            .bind(platform)
-            .bind(kind)
-            .bind(value)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
-    }
-
+    pub async fn has_link(&self, platform: &str, kind: &str, value: &str) -> Result<bool, StoreError>;
     /// Remembers the id `platform` gave a contact for `kind` (replacing an earlier one) as soon
     /// as it exists, so a crash between two remote calls never creates a second one.
-    pub async fn save_link(&self, contact_id: ContactId, platform: &str, kind: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO contact_links (contact_id, platform, kind, value) VALUES (?, ?, ?, ?)
-             ON CONFLICT (contact_id, platform, kind) DO UPDATE SET value = excluded.value",
-        )
-        .bind(contact_id)
-        .bind(platform)
-        .bind(kind)
-        .bind(value)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
+    pub async fn save_link(&self, contact_id: ContactId, platform: &str, kind: &str, value: &str) -> Result<(), StoreError>;
     /// Forgets a contact's `kind` id on `platform` (the object is gone on the platform's side).
-    pub async fn remove_link(&self, contact_id: ContactId, platform: &str, kind: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM contact_links WHERE contact_id = ? AND platform = ? AND kind = ?")
-            .bind(contact_id)
-            .bind(platform)
-            .bind(kind)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn found_contact(&self, row: Option<sqlx::sqlite::SqliteRow>) -> Result<Option<Contact>, StoreError> {
-        match row {
-            Some(row) => Ok(Some(self.with_links(contact_from_row(&row)).await?)),
-            None => Ok(None),
-        }
-    }
-
-    async fn with_links(&self, mut contact: Contact) -> Result<Contact, StoreError> {
-        let rows = sqlx::query("SELECT platform, kind, value FROM contact_links WHERE contact_id = ?")
-            .bind(contact.id)
-            .fetch_all(&self.pool)
-            .await?;
-        contact.links = rows.iter().map(|r| ((r.get(0), r.get(1)), r.get(2))).collect();
-        Ok(contact)
-    }
-
+    pub async fn remove_link(&self, contact_id: ContactId, platform: &str, kind: &str) -> Result<(), StoreError>;
     /// The contact with this id on `channel` (WeChat: OpenID).
-    pub async fn contact_by_channel_id(&self, channel: &str, channel_id: &str) -> Result<Option<Contact>, StoreError> {
-        let row = sqlx::query(select_contacts!("WHERE channel = ? AND channel_id = ?"))
-            .bind(channel)
-            .bind(channel_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        self.found_contact(row).await
-    }
-
+    pub async fn contact_by_channel_id(&self, channel: &str, channel_id: &str) -> Result<Option<Contact>, StoreError>;
     /// One more part of an outbound message was accepted by the channel: resume after it on a
     /// retry, and count it against the contact's window quota.
-    pub async fn record_part_sent(
-        &self,
-        message_id: &BridgeMessageId,
-        contact_id: ContactId,
-        parts_sent: i64,
-    ) -> Result<(), StoreError> {
-        let message_id = message_id.clone();
-        self.writer
-            .write(move |tx| {
-                Box::pin(async move {
-                    sqlx::query("UPDATE messages SET parts_sent = ? WHERE id = ?")
-                        .bind(parts_sent)
-                        .bind(&message_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query("UPDATE contacts SET window_sends = window_sends + 1 WHERE id = ?")
-                        .bind(contact_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    Ok(())
-                })
-            })
-            .await
-    }
-
+    pub async fn record_part_sent(&self, message_id: &BridgeMessageId, contact_id: ContactId, parts_sent: i64) -> Result<(), StoreError>;
     /// Number of contacts (tests and the health view).
-    pub async fn contact_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) FROM contacts").fetch_one(&self.pool).await?.get(0))
-    }
+    pub async fn contact_count(&self) -> Result<i64, StoreError>;
 
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-}
+    /// Claims up to `limit` due jobs for `lease_ms`: only the oldest unfinished job of each
+    /// contact and lane is eligible (its `head`, kept as jobs finish), which keeps per-contact
+    /// order and lets different contacts run in parallel, on one instance or several; the claim
+    /// reads only due heads, however long the backlog. A job whose lease ran out (its worker
+    /// died) is due again.
+    pub async fn claim_jobs(&self, lease_ms: i64, limit: u32) -> Result<Vec<ClaimedJob>, StoreError>;
+    /// The job succeeded: the message is delivered (with the id the other side gave it).
+    /// Returns false when the lease had been lost and another worker owns the job now.
+    pub async fn complete_job(&self, job: &ClaimedJob, platform_event_id: Option<&str>) -> Result<bool, StoreError>;
+    /// The attempt failed but may succeed later: run again at `due_at`.
+    pub async fn reschedule_job(&self, job: &ClaimedJob, due_at: i64, error: &str) -> Result<bool, StoreError>;
+    /// The job cannot succeed (a permanent error, or too many attempts): mark it and its message
+    /// `failed`, visible and retryable from the admin API.
+    pub async fn fail_job(&self, job: &ClaimedJob, code: Option<&ErrorCode>, error: &str) -> Result<bool, StoreError>;
+    /// The job is still running: extend its lease by `lease_ms` from now. False when the lease
+    /// was lost (it ran out and another worker claimed the job).
+    pub async fn renew_lease(&self, job: &ClaimedJob, lease_ms: i64) -> Result<bool, StoreError>;
+    /// The worker stops before these jobs finished (shutdown): hand them back, due now, so the
+    /// next start or another instance runs them without waiting for their leases. Jobs that
+    /// finished meanwhile, or whose lease another worker took, are left alone. Returns how many
+    /// were released.
+    pub async fn release_jobs(&self, jobs: &[ClaimedJob]) -> Result<u64, StoreError>;
+    /// Puts a `failed` message's job back in the queue, due now, with a fresh attempt count.
+    /// Returns false when the message is not failed.
+    pub async fn retry_message(&self, message_id: &BridgeMessageId) -> Result<bool, StoreError>;
+    /// Jobs not yet finished (pending or running): the outbox depth.
+    pub async fn outbox_depth(&self) -> Result<i64, StoreError>;
+    /// Jobs claimed by a worker and not finished.
+    pub async fn running_jobs(&self) -> Result<i64, StoreError>;
+    /// When the next pending job is due, if any (lets an idle worker sleep exactly that long).
+    pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError>;
+    /// The outbox's depth by kind and its oldest due job, as of `now` (Unix milliseconds).
+    pub async fn outbox_stats(&self, now: i64) -> Result<OutboxStats, StoreError>;
 
-/// Applies an inbound message's effect on the contact's reply window.
-/// `Store::accept`'s writes, on the batch's connection.
-async fn accept_on(tx: &mut SqliteConnection, m: &NewMessage<'_>) -> Result<Accepted, StoreError> {
-    if let Some(row) = sqlx::query("SELECT id FROM messages WHERE source = ? AND external_id = ?")
-        .bind(m.source)
-        .bind(m.external_id)
-        .fetch_optional(&mut *tx)
-        .await?
-    {
-        return Ok(Accepted::Duplicate(row.get(0)));
-    }
-    let now = now_ms();
-    if let Some(nonce) = m.nonce {
-        sqlx::query("DELETE FROM webhook_nonces WHERE source = ? AND seen_at < ?")
-            .bind(m.source)
-            .bind(now - nonce.retain_ms)
-            .execute(&mut *tx)
-            .await?;
-        let fresh = sqlx::query("INSERT INTO webhook_nonces (source, nonce, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-            .bind(m.source)
-            .bind(nonce.value)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
-        if !fresh {
-            return Err(StoreError::Replay);
-        }
-    }
-    let inbound_at = (m.direction == Direction::Inbound).then_some(now);
-    let contact_id: ContactId = sqlx::query(
-        "INSERT INTO contacts (channel, channel_id, account, created_at, last_inbound_at) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (channel, channel_id) DO UPDATE SET
-             last_inbound_at = COALESCE(excluded.last_inbound_at, contacts.last_inbound_at)
-         RETURNING id",
-    )
-    .bind(m.channel)
-    .bind(m.channel_id)
-    .bind(m.account)
-    .bind(now)
-    .bind(inbound_at)
-    .fetch_one(&mut *tx)
-    .await?
-    .get(0);
-    record_window(tx, contact_id, m.window, now).await?;
-    let id = BridgeMessageId::generate();
-    sqlx::query(
-        "INSERT INTO messages (id, contact_id, direction, source, external_id, msg_type, payload, status, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'stored', ?)",
-    )
-    .bind(&id)
-    .bind(contact_id)
-    .bind(m.direction)
-    .bind(m.source)
-    .bind(m.external_id)
-    .bind(m.msg_type)
-    .bind(m.payload)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    jobs::insert(tx, &id, contact_id, m.kind, now).await?;
-    if let Some(key) = &m.idempotency {
-        idempotency::record(tx, key, &id, now).await?;
-    }
-    Ok(Accepted::New(id))
+    /// Contacts, most recently active first.
+    pub async fn conversations(&self, limit: i64) -> Result<Vec<ConversationSummary>, StoreError>;
+    /// Messages matching `filter`, newest first (at most 500).
+    pub async fn filtered_messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>, StoreError>;
+    /// Figures for the console's health page.
+    pub async fn health_figures(&self) -> Result<HealthFigures, StoreError>;
+    /// The first answer given to `key` in `scope`, unless it is older than the retention.
+    pub async fn idempotent_response(&self, scope: &str, key: &str) -> Result<Option<StoredResponse>, StoreError>;
+
+    /// Cached media: content type and bytes.
+    pub async fn cached_media(&self, media_id: &str) -> Result<Option<(String, Vec<u8>)>, StoreError>;
+    /// Caches a fetched medium.
+    pub async fn cache_media(&self, media_id: &str, content_type: &str, bytes: &[u8]) -> Result<(), StoreError>;
+
+    /// The stored token of `app_id` and when it expires (Unix ms), if any.
+    pub async fn access_token(&self, app_id: &str) -> Result<Option<(String, i64)>, StoreError>;
+    /// Stores (or replaces) the token of `app_id`. Last writer wins: a stale token written late
+    /// is removed by the first call it fails (compare-and-invalidate, §5.4.4).
+    pub async fn save_access_token(&self, app_id: &str, token: &str, expires_at_ms: i64) -> Result<(), StoreError>;
+    /// Deletes the token of `app_id` only if it is still `token` (§5.4.4): a caller whose call was
+    /// rejected must not throw away a newer token another caller already stored. Returns whether
+    /// a row was deleted.
+    pub async fn invalidate_access_token(&self, app_id: &str, token: &str) -> Result<bool, StoreError>;
 }
 
 /// `NewMessage` owned, to travel to the writer task.
-struct OwnedMessage {
+pub(crate) struct OwnedMessage {
     channel: String,
     channel_id: String,
     account: String,
@@ -519,89 +457,26 @@ impl OwnedMessage {
     }
 }
 
-async fn record_window(
-    tx: &mut SqliteConnection,
-    contact_id: ContactId,
-    change: WindowChange,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    let query = match change {
-        WindowChange::Keep => return Ok(()),
-        WindowChange::Open { until_ms, quota } => {
-            sqlx::query("UPDATE contacts SET window_until = ?, window_quota = ?, window_sends = 0 WHERE id = ?")
-                .bind(until_ms)
-                .bind(quota)
-                .bind(contact_id)
-        }
-        WindowChange::OpenUnlessLonger { until_ms, quota } => sqlx::query(
-            "UPDATE contacts SET window_until = ?1, window_quota = ?2, window_sends = 0
-             WHERE id = ?3 AND COALESCE(window_until, 0) < ?1",
-        )
-        .bind(until_ms)
-        .bind(quota)
-        .bind(contact_id),
-        WindowChange::Close => sqlx::query("UPDATE contacts SET window_until = ? WHERE id = ?").bind(now).bind(contact_id),
-    };
-    query.execute(&mut *tx).await?;
-    Ok(())
-}
-
-macro_rules! select_contacts {
-    ($rest:literal) => {
-        concat!("SELECT id, channel_id, account, last_inbound_at, window_sends, window_until, window_quota FROM contacts ", $rest)
-    };
-}
-use select_contacts;
-
-fn contact_from_row(row: &sqlx::sqlite::SqliteRow) -> Contact {
-    Contact {
-        id: row.get(0),
-        channel_id: row.get(1),
-        account: row.get(2),
-        links: Default::default(),
-        last_inbound_at: row.get(3),
-        window_sends: row.get(4),
-        window_until: row.get(5),
-        window_quota: row.get(6),
-    }
-}
-
-macro_rules! select_messages {
-    ($rest:literal) => {
-        concat!(
-            "SELECT id, contact_id, direction, source, external_id, msg_type, payload, status, attempts, \
-             last_error, platform_event_id, created_at, delivered_at, parts_sent, error_code FROM messages ",
-            $rest
-        )
-    };
-}
-pub(crate) use select_messages;
-const MESSAGE_BY_ID: &str = select_messages!("WHERE id = ?");
-const MESSAGES_BY_STATUS: &str = select_messages!("WHERE (?1 IS NULL OR status = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2");
-
-pub(crate) fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> MessageRecord {
-    MessageRecord {
-        id: row.get(0),
-        contact_id: row.get(1),
-        direction: row.get(2),
-        source: row.get(3),
-        external_id: row.get(4),
-        msg_type: row.get(5),
-        payload: row.get(6),
-        status: row.get(7),
-        attempts: row.get(8),
-        last_error: row.get(9),
-        platform_event_id: row.get(10),
-        created_at: row.get(11),
-        delivered_at: row.get(12),
-        parts_sent: row.get(13),
-        error_code: row.get(14),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sqlx::Row;
+
+    /// A migrated store on each engine this run can reach: SQLite always, PostgreSQL when
+    /// `BRIDGE_TEST_POSTGRES_URL` is set (a fresh database). The directory holds SQLite's file.
+    async fn each_engine() -> Vec<(Store, tempfile::TempDir)> {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
+        let mut stores = vec![(sqlite, dir)];
+        if let Some(server) = testing::postgres_server() {
+            let url = testing::fresh_postgres_database(&server).await.unwrap();
+            stores.push((Store::connect(&url).await.unwrap(), tempfile::tempdir().unwrap()));
+        }
+        for (store, _) in &stores {
+            store.migrate().await.unwrap();
+        }
+        stores
+    }
 
     fn text_message(external_id: &str, payload: &str) -> NewMessage<'static> {
         NewMessage {
@@ -620,6 +495,147 @@ mod tests {
         }
     }
 
+    /// Two stores on one PostgreSQL database, as two instances have (when
+    /// `BRIDGE_TEST_POSTGRES_URL` is set). SQLite is one instance per file: its single writer
+    /// (the group commit) is what orders its writes, and the README says so.
+    async fn each_engine_twice() -> Vec<(Store, Store, tempfile::TempDir)> {
+        let mut urls = Vec::new();
+        if let Some(server) = testing::postgres_server() {
+            urls.push(testing::fresh_postgres_database(&server).await.unwrap());
+        }
+        let mut pairs = Vec::new();
+        for url in urls {
+            let (a, b) = (Store::connect(&url).await.unwrap(), Store::connect(&url).await.unwrap());
+            // Both migrate at the same moment, as instances starting together do.
+            let (ma, mb) = tokio::join!(a.migrate(), b.migrate());
+            ma.unwrap();
+            mb.unwrap();
+            pairs.push((a, b, tempfile::tempdir().unwrap()));
+        }
+        pairs
+    }
+
+    fn inbound(openid: &'static str, msg_id: String, nonce: Option<String>) -> NewMessage<'static> {
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        NewMessage {
+            channel_id: openid,
+            external_id: leak(msg_id),
+            nonce: nonce.map(|n| RequestNonce { value: leak(n), retain_ms: 300_000 }),
+            ..text_message("unused", "{}")
+        }
+    }
+
+    /// WeChat's retry of a push reaching another instance while the first still stores it: one
+    /// message, one job, and both answers name it (DESIGN.md "Flow" 1; issue: several instances).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_message_sent_to_two_instances_at_once_is_stored_once() {
+        for (a, b, _dir) in each_engine_twice().await {
+            for round in 0..20 {
+                let (one, two) = (inbound("o_race", format!("m{round}"), None), inbound("o_race", format!("m{round}"), None));
+                let (x, y) = tokio::join!(a.accept(&one), b.accept(&two));
+                let (x, y) = (x.unwrap(), y.unwrap());
+                let ids: Vec<_> = [&x, &y]
+                    .iter()
+                    .map(|r| match r {
+                        Accepted::New(id) | Accepted::Duplicate(id) => id.clone(),
+                    })
+                    .collect();
+                assert_eq!(ids[0], ids[1], "{}: both answers name the stored message", a.engine_name());
+                assert_eq!([&x, &y].iter().filter(|r| matches!(r, Accepted::New(_))).count(), 1, "{x:?} {y:?}");
+            }
+            assert_eq!(a.messages(None, 100).await.unwrap().len(), 20);
+            assert_eq!(b.outbox_depth().await.unwrap(), 20);
+        }
+    }
+
+    /// The same signed push (same nonce) retried on two instances at once is a duplicate, not a
+    /// replay; another message with a used nonce is a replay on whichever instance it reaches.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_nonce_is_used_once_across_instances() {
+        for (a, b, _dir) in each_engine_twice().await {
+            for round in 0..10 {
+                let nonce = format!("1700000000:n{round}");
+                let one = inbound("o_nonce", format!("m{round}"), Some(nonce.clone()));
+                let two = inbound("o_nonce", format!("m{round}"), Some(nonce.clone()));
+                let (x, y) = tokio::join!(a.accept(&one), b.accept(&two));
+                let mut results = [x.unwrap(), y.unwrap()];
+                results.sort_by_key(|r| matches!(r, Accepted::Duplicate(_)));
+                assert!(matches!(results, [Accepted::New(_), Accepted::Duplicate(_)]), "{}: {results:?}", a.engine_name());
+                let replay = inbound("o_nonce", format!("other{round}"), Some(nonce));
+                assert!(matches!(b.accept(&replay).await, Err(StoreError::Replay)), "{}", a.engine_name());
+            }
+        }
+    }
+
+    /// Workers of two instances share the outbox: no job is held by both at once, every job
+    /// runs once, and each contact's jobs finish in the order they were stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn workers_of_two_instances_run_each_job_once_in_order_per_contact() {
+        const CONTACTS: usize = 6;
+        const PER_CONTACT: usize = 25;
+        for (a, b, _dir) in each_engine_twice().await {
+            let openids: Vec<&'static str> = (0..CONTACTS).map(|c| &*Box::leak(format!("o_{c}").into_boxed_str())).collect();
+            for n in 0..PER_CONTACT {
+                for (c, openid) in openids.iter().enumerate() {
+                    let store = if (n + c) % 2 == 0 { &a } else { &b };
+                    store.accept(&inbound(openid, format!("{c}-{n}"), None)).await.unwrap();
+                }
+            }
+            let running = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+            let finished = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let worker = |store: Store| {
+                let (running, finished) = (running.clone(), finished.clone());
+                async move {
+                    let mut idle = 0;
+                    while idle < 20 {
+                        let jobs = store.claim_jobs(30_000, 4).await.unwrap();
+                        if jobs.is_empty() {
+                            idle += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                            continue;
+                        }
+                        idle = 0;
+                        for job in jobs {
+                            assert!(running.lock().unwrap().insert(job.id), "job {} held by two workers", job.id);
+                            tokio::task::yield_now().await;
+                            let message = store.message(&job.message_id).await.unwrap();
+                            finished.lock().unwrap().push((job.contact_id, message.external_id));
+                            running.lock().unwrap().remove(&job.id);
+                            assert!(store.complete_job(&job, None).await.unwrap());
+                        }
+                    }
+                }
+            };
+            tokio::join!(worker(a.clone()), worker(b.clone()), worker(a.clone()), worker(b.clone()));
+            let finished = finished.lock().unwrap().clone();
+            assert_eq!(finished.len(), CONTACTS * PER_CONTACT, "{}: every job ran once", a.engine_name());
+            for (c, openid) in openids.iter().enumerate() {
+                let contact = a.contact_by_channel_id("wechat", openid).await.unwrap().unwrap().id;
+                let order: Vec<String> = finished.iter().filter(|(id, _)| *id == contact).map(|(_, m)| m.clone()).collect();
+                let expected: Vec<String> = (0..PER_CONTACT).map(|n| format!("{c}-{n}")).collect();
+                assert_eq!(order, expected, "{}: contact {c} in order", a.engine_name());
+            }
+            assert_eq!(a.outbox_depth().await.unwrap(), 0);
+        }
+    }
+
+    /// One instance at a time holds the token refresh: the other waits for it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_instance_at_a_time_refreshes_the_access_token() {
+        let Some(server) = testing::postgres_server() else { return };
+        let url = testing::fresh_postgres_database(&server).await.unwrap();
+        let (a, b) = (Store::connect(&url).await.unwrap(), Store::connect(&url).await.unwrap());
+        a.migrate().await.unwrap();
+        let held = a.token_refresh_lock("wx1").await.unwrap();
+        let waiting = tokio::spawn(async move { b.token_refresh_lock("wx1").await.map(|_| ()) });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "the second instance got the lock while the first held it");
+        // Another app's token is refreshed independently.
+        drop(a.token_refresh_lock("wx2").await.unwrap());
+        drop(held);
+        waiting.await.unwrap().unwrap();
+    }
+
     /// A database at the schema before contact links (migration 6) keeps its contacts' Vonage
     /// ids through migration 7, as links; the old columns and their indexes are gone.
     #[tokio::test]
@@ -628,7 +644,7 @@ mod tests {
         let store = Store::connect(&format!("sqlite://{}", dir.path().join("old.db").display())).await.unwrap();
         let mut before_links = sqlx::migrate!("./migrations/sqlite");
         before_links.migrations = before_links.migrations.iter().filter(|m| m.version < 7).cloned().collect();
-        before_links.run(store.pool()).await.unwrap();
+        before_links.run(store.sqlite_pool().unwrap()).await.unwrap();
         for (id, openid, user, conversation, member) in [
             (1, "o_one", Some("USR-1"), Some("CON-1"), Some("MEM-1")),
             (2, "o_two", Some("USR-2"), None, None),
@@ -644,7 +660,7 @@ mod tests {
             .bind(user)
             .bind(conversation)
             .bind(member)
-            .execute(store.pool())
+            .execute(store.sqlite_pool().unwrap())
             .await
             .unwrap();
         }
@@ -666,7 +682,7 @@ mod tests {
         assert!(!store.has_link("vonage", "member", "USR-3").await.unwrap());
 
         let columns: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info('contacts')")
-            .fetch_all(store.pool())
+            .fetch_all(store.sqlite_pool().unwrap())
             .await
             .unwrap()
             .iter()
@@ -674,7 +690,7 @@ mod tests {
             .collect();
         assert!(columns.iter().all(|c| !c.starts_with("platform_")), "{columns:?}");
         let indexes: i64 = sqlx::query("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN ('contacts_by_conversation', 'contacts_by_member')")
-            .fetch_one(store.pool())
+            .fetch_one(store.sqlite_pool().unwrap())
             .await
             .unwrap()
             .get(0);
@@ -690,12 +706,12 @@ mod tests {
         let store = Store::connect(&format!("sqlite://{}", dir.path().join("heads.db").display())).await.unwrap();
         let mut before_heads = sqlx::migrate!("./migrations/sqlite");
         before_heads.migrations = before_heads.migrations.iter().filter(|m| m.version < 9).cloned().collect();
-        before_heads.run(store.pool()).await.unwrap();
+        before_heads.run(store.sqlite_pool().unwrap()).await.unwrap();
         for (id, openid) in [(1, "o_a"), (2, "o_b")] {
             sqlx::query("INSERT INTO contacts (id, channel, channel_id, account, created_at) VALUES (?, 'wechat', ?, 'gh', 0)")
                 .bind(id)
                 .bind(openid)
-                .execute(store.pool())
+                .execute(store.sqlite_pool().unwrap())
                 .await
                 .unwrap();
         }
@@ -719,7 +735,7 @@ mod tests {
             .bind(&message)
             .bind(contact)
             .bind(&message)
-            .execute(store.pool())
+            .execute(store.sqlite_pool().unwrap())
             .await
             .unwrap();
             sqlx::query(
@@ -731,7 +747,7 @@ mod tests {
             .bind(lane)
             .bind(kind)
             .bind(state)
-            .execute(store.pool())
+            .execute(store.sqlite_pool().unwrap())
             .await
             .unwrap();
         }
@@ -748,7 +764,7 @@ mod tests {
         // failed: job 2 is older than job 5, which waits again (its attempt was handed back).
         assert!(store.claim_jobs(60_000, 10).await.unwrap().is_empty());
         sqlx::query("UPDATE jobs SET state = 'pending', due_at = 0, claim_token = NULL WHERE id = 5")
-            .execute(store.pool())
+            .execute(store.sqlite_pool().unwrap())
             .await
             .unwrap();
         assert!(store.retry_message(&BridgeMessageId::from_raw("m2")).await.unwrap());
@@ -757,41 +773,39 @@ mod tests {
 
     #[tokio::test]
     async fn links_are_saved_replaced_and_removed_per_contact_platform_and_kind() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("l.db").display())).await.unwrap();
-        store.migrate().await.unwrap();
-        store.accept(&text_message("m1", "{}")).await.unwrap();
-        let id = store.contact_by_channel_id("wechat", "o_full_disk").await.unwrap().unwrap().id;
-        store.save_link(id, "p", "conversation", "C1").await.unwrap();
-        store.save_link(id, "p", "conversation", "C2").await.unwrap();
-        let contact = store.contact(id).await.unwrap();
-        assert_eq!(contact.link("p", "conversation"), Some("C2"));
-        assert_eq!(contact.links.len(), 1);
-        assert!(store.contact_by_link("p", "conversation", "C1").await.unwrap().is_none());
-        store.remove_link(id, "p", "conversation").await.unwrap();
-        assert!(store.contact(id).await.unwrap().links.is_empty());
+        for (store, _dir) in each_engine().await {
+            store.accept(&text_message("m1", "{}")).await.unwrap();
+            let id = store.contact_by_channel_id("wechat", "o_full_disk").await.unwrap().unwrap().id;
+            store.save_link(id, "p", "conversation", "C1").await.unwrap();
+            store.save_link(id, "p", "conversation", "C2").await.unwrap();
+            let contact = store.contact(id).await.unwrap();
+            assert_eq!(contact.link("p", "conversation"), Some("C2"));
+            assert_eq!(contact.links.len(), 1);
+            assert!(store.contact_by_link("p", "conversation", "C1").await.unwrap().is_none());
+            store.remove_link(id, "p", "conversation").await.unwrap();
+            assert!(store.contact(id).await.unwrap().links.is_empty());
+        }
     }
 
     #[tokio::test]
     async fn a_status_report_does_not_overwrite_its_messages_attempts() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("a.db").display())).await.unwrap();
-        store.migrate().await.unwrap();
-        let mut outbound = text_message("evt-1", "{}");
-        (outbound.direction, outbound.kind) = (Direction::Outbound, JobKind::DeliverOutbound);
-        let Accepted::New(id) = store.accept(&outbound).await.unwrap() else { panic!() };
-        for attempt in 1..=3 {
-            let job = store.claim_jobs(10_000, 10).await.unwrap().pop().unwrap();
-            assert_eq!(job.attempt, attempt);
-            if attempt < 3 {
-                store.reschedule_job(&job, 0, "busy").await.unwrap();
-            } else {
-                store.complete_job(&job, None).await.unwrap();
+        for (store, _dir) in each_engine().await {
+            let mut outbound = text_message("evt-1", "{}");
+            (outbound.direction, outbound.kind) = (Direction::Outbound, JobKind::DeliverOutbound);
+            let Accepted::New(id) = store.accept(&outbound).await.unwrap() else { panic!() };
+            for attempt in 1..=3 {
+                let job = store.claim_jobs(10_000, 10).await.unwrap().pop().unwrap();
+                assert_eq!(job.attempt, attempt);
+                if attempt < 3 {
+                    store.reschedule_job(&job, 0, "busy").await.unwrap();
+                } else {
+                    store.complete_job(&job, None).await.unwrap();
+                }
             }
+            let report = store.claim_jobs(10_000, 10).await.unwrap().pop().unwrap();
+            assert_eq!(report.kind, JobKind::ReportStatus);
+            assert_eq!(store.message(&id).await.unwrap().attempts, 3, "{}", store.engine_name());
         }
-        let report = store.claim_jobs(10_000, 10).await.unwrap().pop().unwrap();
-        assert_eq!(report.kind, JobKind::ReportStatus);
-        assert_eq!(store.message(&id).await.unwrap().attempts, 3);
     }
 
     /// A full disk (here: SQLite's page limit) fails writes with 503; once space is back, the
@@ -803,7 +817,7 @@ mod tests {
         let url = format!("sqlite://{}", path.display());
         let admin = Store::connect(&url).await.unwrap();
         admin.migrate().await.unwrap();
-        let pages: i64 = sqlx::query("PRAGMA page_count").fetch_one(admin.pool()).await.unwrap().get(0);
+        let pages: i64 = sqlx::query("PRAGMA page_count").fetch_one(admin.sqlite_pool().unwrap()).await.unwrap().get(0);
         let limited = SqliteConnectOptions::from_str(&url).unwrap().pragma("max_page_count", (pages + 40).to_string());
         let store = Store::connect_with(limited).await.unwrap();
         let payload = "x".repeat(3000);
@@ -819,8 +833,8 @@ mod tests {
         assert_eq!(full, 20, "the page limit was never reached");
         assert!(store.ping().await.is_err(), "readiness must report a store that cannot write");
         // Space comes back: the filler messages are deleted by another connection.
-        sqlx::query("DELETE FROM jobs").execute(admin.pool()).await.unwrap();
-        sqlx::query("DELETE FROM messages").execute(admin.pool()).await.unwrap();
+        sqlx::query("DELETE FROM jobs").execute(admin.sqlite_pool().unwrap()).await.unwrap();
+        sqlx::query("DELETE FROM messages").execute(admin.sqlite_pool().unwrap()).await.unwrap();
         for i in 0..20 {
             let accepted = store.accept(&text_message(&format!("after{i}"), "small")).await;
             assert!(matches!(accepted, Ok(Accepted::New(_))), "write {i} after recovery: {accepted:?}");

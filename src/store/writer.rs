@@ -119,11 +119,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_write_in_a_batch_is_undone_alone_and_every_caller_gets_its_result() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::Store::connect(&format!("sqlite://{}", dir.path().join("w.db").display())).await.unwrap();
-        sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY)").execute(&store.pool).await.unwrap();
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display())).await.unwrap();
+        let writer = Writer::start(pool.clone());
+        sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY)").execute(&pool).await.unwrap();
         let mut calls = Vec::new();
         for n in 0..200i64 {
-            let writer = store.writer.clone();
+            let writer = writer.clone();
             calls.push(tokio::spawn(async move {
                 writer
                     .write(move |conn| {
@@ -146,7 +147,7 @@ mod tests {
                 Err(e) => assert!(n % 7 == 0 && e.to_string().contains(&format!("n {n}")), "{n}: {e}"),
             }
         }
-        let rows = sqlx::query("SELECT n FROM t ORDER BY n").fetch_all(&store.pool).await.unwrap();
+        let rows = sqlx::query("SELECT n FROM t ORDER BY n").fetch_all(&pool).await.unwrap();
         let stored: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
         assert_eq!(stored, (0..200).filter(|n| n % 7 != 0).collect::<Vec<i64>>());
     }

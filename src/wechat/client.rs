@@ -272,8 +272,10 @@ impl WeChatClient {
         {
             return Ok(stored.0);
         }
-        // Single-flight (§5.4.3): one fetch per process; whoever waited re-reads what it stored.
+        // Single-flight (§5.4.3): one fetch per process, and one per database among instances
+        // sharing it; whoever waited re-reads what the fetcher stored.
         let mut state = self.refresh.lock().await;
+        let _shared = self.store.token_refresh_lock(&self.app_id).await?;
         let stored = self.store.access_token(&self.app_id).await?;
         let just_fetched = state.fetched_at.is_some_and(|t| t.elapsed() < MIN_REFETCH_INTERVAL);
         if let Some(stored) = stored.as_ref().filter(|s| usable(s, just_fetched)) {
@@ -298,6 +300,7 @@ impl WeChatClient {
     /// now (then the token error stands and the caller retries later).
     async fn force_token(&self, bad: &str) -> Result<Option<String>, WeChatError> {
         let mut state = self.refresh.lock().await;
+        let _shared = self.store.token_refresh_lock(&self.app_id).await?;
         if let Some((token, expires_at)) = self.store.access_token(&self.app_id).await?
             && token != bad
             && expires_at > now_ms()

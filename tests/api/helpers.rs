@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use wechat_bridge::app::{Application, WorkerMode};
 use wechat_bridge::chatwoot::sim::{ChatwootSim, ChatwootSimConfig};
 use wechat_bridge::config::Config;
-use wechat_bridge::store::Store;
+use wechat_bridge::store::{Store, testing};
 use wechat_bridge::vonage::sim::{VonageSim, VonageSimConfig};
 use wechat_bridge::webhook::receiver::{Answer, Receiver};
 use wechat_bridge::wechat::message::Push;
@@ -117,6 +117,19 @@ pub fn simulators(
     (wechat, vonage)
 }
 
+/// The database a test's bridge uses: a file in `dir`, or with `BRIDGE_TEST_STORE=postgres` a
+/// fresh database on the server `BRIDGE_TEST_POSTGRES_URL` names (the whole suite then runs on
+/// PostgreSQL).
+pub async fn test_database_url(dir: &std::path::Path) -> String {
+    match std::env::var("BRIDGE_TEST_STORE").as_deref() {
+        Ok("postgres") => {
+            let server = testing::postgres_server().expect("BRIDGE_TEST_STORE=postgres needs BRIDGE_TEST_POSTGRES_URL");
+            testing::fresh_postgres_database(&server).await.expect("a fresh PostgreSQL database")
+        }
+        _ => format!("sqlite://{}", dir.join("bridge.db").display()),
+    }
+}
+
 /// The bridge with settings changed by `adjust`.
 pub async fn spawn_app_with(mode: WorkerMode, adjust: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
     spawn_app_with_platform(TestPlatform::Vonage, mode, adjust).await
@@ -149,7 +162,7 @@ pub async fn spawn_app_with_platform(
     let dir = tempfile::tempdir().unwrap();
     let mut settings: HashMap<String, String> = [
         ("BRIDGE_LISTEN", "127.0.0.1:0".to_string()),
-        ("BRIDGE_DATABASE_URL", format!("sqlite://{}", dir.path().join("bridge.db").display())),
+        ("BRIDGE_DATABASE_URL", test_database_url(dir.path()).await),
         ("WECHAT_TOKEN", TOKEN.into()),
         ("WECHAT_APP_ID", APP_ID.into()),
         ("WECHAT_APP_SECRET", APP_SECRET.into()),
@@ -282,9 +295,38 @@ impl TestApp {
 
     /// Makes every pending job due now, as if its backoff had passed (no sleeping in tests).
     pub async fn skip_backoff(&self) {
-        let pool = sqlx::SqlitePool::connect(&self.settings["BRIDGE_DATABASE_URL"]).await.unwrap();
-        sqlx::query("UPDATE jobs SET due_at = 0 WHERE state = 'pending'").execute(&pool).await.unwrap();
-        pool.close().await;
+        self.sql("UPDATE jobs SET due_at = 0 WHERE state = 'pending'").await;
+    }
+
+    /// Runs `statement` on the bridge's database, whichever engine it is.
+    pub async fn sql(&self, statement: &'static str) {
+        let url = &self.settings["BRIDGE_DATABASE_URL"];
+        if url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            sqlx::query(statement).execute(&pool).await.unwrap();
+            pool.close().await;
+        } else {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::query(statement).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+
+    /// The one integer `query` selects from the bridge's database.
+    pub async fn sql_i64(&self, query: &'static str) -> i64 {
+        use sqlx::Row;
+        let url = &self.settings["BRIDGE_DATABASE_URL"];
+        if url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            let value = sqlx::query(query).fetch_one(&pool).await.unwrap().get(0);
+            pool.close().await;
+            value
+        } else {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            let value = sqlx::query(query).fetch_one(&pool).await.unwrap().get(0);
+            pool.close().await;
+            value
+        }
     }
 
     /// The contents of customer messages the platform took, in order (Vonage: the events in

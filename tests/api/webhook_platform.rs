@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sqlx::Row;
 use wechat_bridge::app::WorkerMode;
 use wechat_bridge::wechat::message::{Body, Push};
 use wechat_bridge::wechat::sim::PushMode;
@@ -24,10 +23,6 @@ async fn webhook_app(mode: WorkerMode) -> TestApp {
 /// A customer writes (and the message is delivered): their reply window opens.
 async fn customer_writes(app: &TestApp, openid: &str, text: &str) {
     assert_eq!(app.push(&app.wechat.text(openid, text), PushMode::Safe).await.status, 200);
-}
-
-async fn db(app: &TestApp) -> sqlx::SqlitePool {
-    sqlx::SqlitePool::connect(&app.settings["BRIDGE_DATABASE_URL"]).await.unwrap()
 }
 
 #[tokio::test]
@@ -119,8 +114,7 @@ async fn a_429_with_retry_after_is_honoured() {
     customer_writes(&app, "o_hook_429", "slow down").await;
     let before = wechat_bridge::store::now_ms();
     app.run_worker().await;
-    let pool = db(&app).await;
-    let due: i64 = sqlx::query("SELECT due_at FROM jobs WHERE state = 'pending'").fetch_one(&pool).await.unwrap().get(0);
+    let due = app.sql_i64("SELECT due_at FROM jobs WHERE state = 'pending'").await;
     assert!(due >= before + 119_000, "due in {} ms, not after Retry-After", due - before);
     assert_eq!(app.run_worker().await, 0, "nothing is due before Retry-After");
     app.skip_backoff().await;
@@ -309,8 +303,7 @@ async fn refused_requests_get_a_problem_and_store_nothing() {
     assert!(body["detail"].as_str().unwrap().contains("o_never_wrote"));
 
     // The customer unsubscribed: the window is closed; answered at once with WeChat's code.
-    let pool = db(&app).await;
-    sqlx::query("UPDATE contacts SET window_until = 0").execute(&pool).await.unwrap();
+    app.sql("UPDATE contacts SET window_until = 0").await;
     let (status, body) = problem(app.api_send(&good, None).await).await;
     assert_eq!((status, &body["code"]), (422, &json!("45015")));
 
@@ -353,13 +346,12 @@ async fn an_idempotency_key_replays_the_first_answer_and_sends_once() {
     assert_eq!((later.status().as_u16(), later.text().await.unwrap()), (202, first_body.clone()));
     app.run_worker().await;
     assert_eq!(app.wechat.sent().len(), 1);
-    let pool = db(&app).await;
-    let keys: i64 = sqlx::query("SELECT COUNT(*) FROM idempotency_keys").fetch_one(&pool).await.unwrap().get(0);
+    let keys = app.sql_i64("SELECT COUNT(*) FROM idempotency_keys").await;
     assert_eq!(keys, 1);
 
     // 24 hours later the key is forgotten: reused with another body it is a new message, sent,
     // never taken for the old one.
-    sqlx::query("UPDATE idempotency_keys SET created_at = 0").execute(&pool).await.unwrap();
+    app.sql("UPDATE idempotency_keys SET created_at = 0").await;
     let reused = app.api_send(&json!({"to": "o_idem", "content": "a day later"}), Some("key-0001")).await;
     assert_eq!(reused.status(), 202);
     assert_ne!(reused.text().await.unwrap(), first_body);

@@ -1,0 +1,301 @@
+//! The outbox's statements (see `store/jobs.rs` for what jobs are).
+
+use sqlx::Row;
+
+use super::super::{Conn, Engine, dialect};
+use super::lock_contact;
+use crate::relay::ids::{BridgeMessageId, ContactId, ErrorCode};
+use crate::store::{ClaimedJob, JobKind, StoreError, now_ms};
+
+pub(super) async fn insert(
+    tx: &mut Conn,
+    message_id: &BridgeMessageId,
+    contact_id: ContactId,
+    kind: JobKind,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    // The head of its lane when nothing older of the contact is unfinished (see `claim_on`).
+    // The caller holds the contact's row (accept's upsert, `end_job`'s lock).
+    sqlx::query(
+        "INSERT INTO jobs (message_id, contact_id, lane, kind, state, due_at, created_at, head)
+         VALUES ($1, $2, $3, $4, 'pending', $5, $5, CASE WHEN EXISTS (
+             SELECT 1 FROM jobs e WHERE e.contact_id = $2 AND e.lane = $3 AND e.state IN ('pending', 'running')) THEN 0 ELSE 1 END)",
+    )
+    .bind(message_id)
+    .bind(contact_id)
+    .bind(kind.lane().as_str())
+    .bind(kind.as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Ends `job` as `state` (`done` or `failed`, with `error`) if this claim still holds it; the
+/// oldest unfinished job left in its contact's lane becomes the head, free to be claimed.
+/// False when the lease had been lost.
+async fn end_job(tx: &mut Conn, job: &ClaimedJob, state: &str, error: Option<&str>) -> Result<bool, sqlx::Error> {
+    // First the contact, then its jobs: the order every writer of heads takes them in.
+    lock_contact(tx, job.contact_id).await?;
+    let ended = sqlx::query(
+        "UPDATE jobs SET state = $1, head = 0, last_error = $2, claim_token = NULL
+         WHERE id = $3 AND claim_token = $4 AND state = 'running'",
+    )
+    .bind(state)
+    .bind(error)
+    .bind(job.id)
+    .bind(&job.claim_token)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if ended {
+        sqlx::query(
+            "UPDATE jobs SET head = 1 WHERE id = (
+                 SELECT MIN(id) FROM jobs WHERE contact_id = $1 AND lane = $2 AND state IN ('pending', 'running'))",
+        )
+        .bind(job.contact_id)
+        .bind(job.kind.lane().as_str())
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(ended)
+}
+
+/// An outbound message's outcome goes back to the platform: queued in the same transaction
+/// that records it, so a crash cannot lose the report.
+async fn report_outcome(tx: &mut Conn, job: &ClaimedJob) -> Result<(), sqlx::Error> {
+    if job.kind == JobKind::DeliverOutbound {
+        insert(tx, &job.message_id, job.contact_id, JobKind::ReportStatus, now_ms()).await?;
+    }
+    Ok(())
+}
+
+impl Engine {
+    pub(in crate::store) async fn claim_jobs(&self, lease_ms: i64, limit: u32) -> Result<Vec<ClaimedJob>, StoreError> {
+        self.write(move |tx| Box::pin(claim_on(tx, lease_ms, limit))).await
+    }
+
+    pub(in crate::store) async fn complete_job(
+        &self,
+        job: &ClaimedJob,
+        platform_event_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let (job, event) = (job.clone(), platform_event_id.map(str::to_string));
+        self.write(move |tx| {
+            Box::pin(async move {
+                let done = end_job(tx, &job, "done", None).await?;
+                if done && job.kind.decides_message_status() {
+                    sqlx::query(
+                        "UPDATE messages SET status = 'delivered', delivered_at = $1, platform_event_id = COALESCE($2, platform_event_id),
+                         last_error = NULL, error_code = NULL WHERE id = $3",
+                    )
+                    .bind(now_ms())
+                    .bind(event)
+                    .bind(&job.message_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    report_outcome(tx, &job).await?;
+                }
+                Ok(done)
+            })
+        })
+        .await
+    }
+
+    pub(in crate::store) async fn reschedule_job(&self, job: &ClaimedJob, due_at: i64, error: &str) -> Result<bool, StoreError> {
+        let (job, error) = (job.clone(), error.to_string());
+        self.write(move |tx| {
+            Box::pin(async move {
+                let rescheduled = sqlx::query(
+                    "UPDATE jobs SET state = 'pending', due_at = $1, last_error = $2, claim_token = NULL
+                     WHERE id = $3 AND claim_token = $4 AND state = 'running'",
+                )
+                .bind(due_at)
+                .bind(&error)
+                .bind(job.id)
+                .bind(&job.claim_token)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if rescheduled {
+                    sqlx::query("UPDATE messages SET last_error = $1 WHERE id = $2")
+                        .bind(&error)
+                        .bind(&job.message_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Ok(rescheduled)
+            })
+        })
+        .await
+    }
+
+    pub(in crate::store) async fn fail_job(
+        &self,
+        job: &ClaimedJob,
+        code: Option<&ErrorCode>,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let (job, code, error) = (job.clone(), code.cloned(), error.to_string());
+        self.write(move |tx| {
+            Box::pin(async move {
+                let failed = end_job(tx, &job, "failed", Some(&error)).await?;
+                if failed && job.kind.decides_message_status() {
+                    sqlx::query("UPDATE messages SET status = 'failed', last_error = $1, error_code = $2 WHERE id = $3")
+                        .bind(&error)
+                        .bind(&code)
+                        .bind(&job.message_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    report_outcome(tx, &job).await?;
+                }
+                Ok(failed)
+            })
+        })
+        .await
+    }
+
+    pub(in crate::store) async fn renew_lease(&self, job: &ClaimedJob, lease_ms: i64) -> Result<bool, StoreError> {
+        let job = job.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let renewed = sqlx::query("UPDATE jobs SET due_at = $1 WHERE id = $2 AND claim_token = $3 AND state = 'running'")
+                    .bind(now_ms() + lease_ms)
+                    .bind(job.id)
+                    .bind(&job.claim_token)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                Ok(renewed)
+            })
+        })
+        .await
+    }
+
+    pub(in crate::store) async fn release_jobs(&self, jobs: &[ClaimedJob]) -> Result<u64, StoreError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let jobs = jobs.to_vec();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let mut released = 0;
+                for job in &jobs {
+                    released += sqlx::query(
+                        "UPDATE jobs SET state = 'pending', due_at = $1, claim_token = NULL
+                         WHERE id = $2 AND claim_token = $3 AND state = 'running'",
+                    )
+                    .bind(now_ms())
+                    .bind(job.id)
+                    .bind(&job.claim_token)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                }
+                Ok(released)
+            })
+        })
+        .await
+    }
+
+    pub(in crate::store) async fn retry_message(&self, message_id: &BridgeMessageId) -> Result<bool, StoreError> {
+        let message_id = message_id.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let Some(contact) = sqlx::query("SELECT contact_id FROM messages WHERE id = $1")
+                    .bind(&message_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                else {
+                    return Ok(false);
+                };
+                lock_contact(tx, contact.get(0)).await?;
+                let retried = sqlx::query(
+                    "UPDATE jobs SET state = 'pending', due_at = $1, attempts = 0
+                     WHERE message_id = $2 AND state = 'failed' AND kind != 'report_status'",
+                )
+                .bind(now_ms())
+                .bind(&message_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    > 0;
+                if retried {
+                    sqlx::query("UPDATE messages SET status = 'stored', attempts = 0 WHERE id = $1")
+                        .bind(&message_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    // The revived job is older than the lane's current head: it goes first
+                    // again, as before it failed (a running head finishes its attempt).
+                    sqlx::query(
+                        "UPDATE jobs SET head = CASE WHEN id = (
+                             SELECT MIN(e.id) FROM jobs e
+                             WHERE e.contact_id = jobs.contact_id AND e.lane = jobs.lane AND e.state IN ('pending', 'running'))
+                             THEN 1 ELSE 0 END
+                         WHERE state IN ('pending', 'running')
+                           AND (contact_id, lane) IN (SELECT contact_id, lane FROM jobs WHERE message_id = $1)",
+                    )
+                    .bind(&message_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Ok(retried)
+            })
+        })
+        .await
+    }
+
+    pub(in crate::store) async fn outbox_depth(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running')").fetch_one(&self.pool).await?.get(0))
+    }
+
+    pub(in crate::store) async fn running_jobs(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM jobs WHERE state = 'running'").fetch_one(&self.pool).await?.get(0))
+    }
+
+    pub(in crate::store) async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query("SELECT MIN(due_at) FROM jobs WHERE state IN ('pending', 'running')").fetch_one(&self.pool).await?.get(0))
+    }
+}
+
+/// `Engine::claim_jobs`'s writes.
+async fn claim_on(tx: &mut Conn, lease_ms: i64, limit: u32) -> Result<Vec<ClaimedJob>, StoreError> {
+    let now = now_ms();
+    let token = uuid::Uuid::new_v4().to_string();
+    let rows = sqlx::query(dialect::CLAIM)
+        .bind(now + lease_ms)
+        .bind(&token)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut jobs = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: i64 = row.get(0);
+        let message_id: BridgeMessageId = row.get(1);
+        let attempt: i64 = row.get(4);
+        let kind: String = row.get(3);
+        let kind = JobKind::parse(&kind).ok_or_else(|| StoreError::NotFound(format!("job kind {kind}")))?;
+        // A message's attempts are its delivery's, not those of the report of its outcome.
+        if kind.decides_message_status() {
+            sqlx::query("UPDATE messages SET attempts = $1 WHERE id = $2")
+                .bind(attempt)
+                .bind(&message_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        jobs.push(ClaimedJob {
+            id,
+            message_id,
+            contact_id: row.get(2),
+            kind,
+            attempt: attempt as u32,
+            claim_token: token.clone(),
+        });
+    }
+    jobs.sort_by_key(|j| j.id);
+    Ok(jobs)
+}
