@@ -72,6 +72,37 @@ async fn twenty_concurrent_callers_fetch_one_token() {
     assert_eq!(env.sim.token_calls(), 1);
 }
 
+/// Three instances on one PostgreSQL database (their own pools and mutexes) needing a token at
+/// the same moment: one fetches it under the database's lock, the others read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_on_one_postgres_database_fetch_one_token_among_them() {
+    let Some(server) = wechat_bridge::store::testing::postgres_server() else { return };
+    let env = Env::new().await;
+    // WeChat answering in 100 ms, as it does from far away: every caller arrives during the fetch.
+    let slow = env.sim.router().layer(axum::middleware::from_fn(|request, next: axum::middleware::Next| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        next.run(request).await
+    }));
+    let base = serve(slow).await;
+    let url = wechat_bridge::store::testing::fresh_postgres_database(&server).await.unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        clients.push(Arc::new(WeChatClient::new(&base, APP_ID, Secret::new(APP_SECRET), store)));
+    }
+    let mut calls = Vec::new();
+    for (instance, client) in clients.iter().enumerate() {
+        for _ in 0..10 {
+            let client = client.clone();
+            calls.push(tokio::spawn(async move { (instance, client.access_token().await.unwrap()) }));
+        }
+    }
+    let tokens: Vec<(usize, String)> = futures_util::future::join_all(calls).await.into_iter().map(Result::unwrap).collect();
+    assert!(tokens.iter().all(|(_, t)| t == &tokens[0].1), "every instance uses the same token");
+    assert_eq!(env.sim.token_calls(), 1, "one fetch among three instances");
+}
+
 #[tokio::test]
 async fn another_instance_reuses_the_stored_token() {
     let env = Env::new().await;
