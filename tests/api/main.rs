@@ -12,6 +12,7 @@ mod crash;
 mod delivery;
 mod demo;
 mod helpers;
+mod instances;
 mod media;
 mod media_fetch;
 mod metrics;
