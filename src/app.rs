@@ -45,8 +45,10 @@ pub struct Application {
 impl Application {
     /// Opens and migrates the database, builds the clients and binds `config.listen`.
     pub async fn build(config: Config, mode: WorkerMode) -> anyhow::Result<Self> {
-        let store = Store::connect(&config.database_url).await.context("cannot open the database")?;
+        let database = crate::store::redacted_url(&config.database_url);
+        let store = Store::connect(&config.database_url).await.with_context(|| format!("cannot open the database {database}"))?;
         store.migrate().await.context("cannot migrate the database")?;
+        tracing::info!(%database, engine = store.engine_name(), "database ready");
         let admin = match (&config.admin_token, config.open_admin) {
             (_, true) => AdminAccess::Open,
             (Some(token), false) => AdminAccess::Token(token.clone()),

@@ -98,9 +98,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchBaseline { listen } => wechat_bridge::bench::baseline::serve(&listen, shutdown_signal()).await,
         Command::Migrate => {
             let url = Config::database_url(cli.config.as_deref())?;
-            let store = Store::connect(&url).await.context("cannot open the database")?;
+            let store = Store::connect(&url)
+                .await
+                .with_context(|| format!("cannot open the database {}", wechat_bridge::store::redacted_url(&url)))?;
             store.migrate().await.context("migration failed")?;
-            println!("migrations applied to {url}");
+            println!("migrations applied to {}", wechat_bridge::store::redacted_url(&url));
             Ok(())
         }
     }

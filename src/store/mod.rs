@@ -249,6 +249,17 @@ impl Store {
     }
 }
 
+/// `url` fit to print: a password in it becomes `***` (`postgres://user:***@host/db`).
+pub fn redacted_url(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else { return url.to_string() };
+    let authority_end = url[start..].find(['/', '?']).map_or(url.len(), |i| start + i);
+    let Some(at) = url[start..authority_end].rfind('@').map(|i| start + i) else { return url.to_string() };
+    match url[start..at].find(':') {
+        Some(colon) => format!("{}:***{}", &url[..start + colon], &url[at..]),
+        None => url.to_string(),
+    }
+}
+
 /// Splits a `max_connections=N` query parameter off a PostgreSQL URL (sqlx's options do not
 /// size the pool).
 fn postgres_pool_size(url: &str) -> Result<(String, u32), StoreError> {
@@ -493,6 +504,14 @@ mod tests {
             nonce: None,
             idempotency: None,
         }
+    }
+
+    #[test]
+    fn a_password_in_a_database_url_is_never_shown() {
+        assert_eq!(redacted_url("postgres://u:p%40ss@h:5432/db?sslmode=require"), "postgres://u:***@h:5432/db?sslmode=require");
+        assert_eq!(redacted_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redacted_url("sqlite://wechat-bridge.db"), "sqlite://wechat-bridge.db");
+        assert_eq!(redacted_url("postgres://h/db?user=u"), "postgres://h/db?user=u");
     }
 
     /// Two stores on one PostgreSQL database, as two instances have (when

@@ -358,3 +358,27 @@ async fn no_secret_in_debug_logs_of_the_chatwoot_platform() {
     );
     assert!(leaks.is_empty(), "leaked: {leaks:?}");
 }
+
+/// The database password in `BRIDGE_DATABASE_URL` is a secret too: `migrate` names the database
+/// it migrated, and a failure names what failed, without it.
+#[tokio::test]
+async fn the_database_password_is_never_printed() {
+    let Some(server) = wechat_bridge::store::testing::postgres_server() else { return };
+    const PASSWORD: &str = "S3cret-db-pass-9f2c";
+    let url = wechat_bridge::store::testing::fresh_postgres_database(&server).await.unwrap();
+    // The test server trusts local connections, so any password is accepted.
+    let with_password = url.replacen("://postgres@", &format!("://postgres:{PASSWORD}@"), 1);
+    assert!(with_password.contains(PASSWORD), "the test URL {url} names the user postgres");
+    let unreachable = format!("postgres://postgres:{PASSWORD}@127.0.0.1:{}/nowhere", binary::free_port());
+    for (database, succeeds) in [(with_password, true), (unreachable, false)] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_wechat-bridge"))
+            .arg("migrate")
+            .env("BRIDGE_DATABASE_URL", &database)
+            .output()
+            .unwrap();
+        let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert_eq!(output.status.success(), succeeds, "{printed}");
+        assert!(!printed.contains(PASSWORD), "the password was printed: {printed}");
+        assert!(printed.contains("127.0.0.1"), "the output names the server: {printed}");
+    }
+}
