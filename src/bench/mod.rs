@@ -17,11 +17,13 @@
 //! It prints a table and writes `bench.json` (every figure, the machine) and `bench.svg` (a chart
 //! of throughput and latency against concurrency) into `--out`.
 //!
-//! The bridge's address is a list and connections are spread over it: several bridge processes
-//! on one shared database behind one load generator only need more entries (and a database that
-//! more than one process can share).
+//! With `--instances N` (PostgreSQL only: SQLite is one instance per file) it starts N bridge
+//! processes on one fresh database, each on its own port, and spreads every phase's load over
+//! their addresses (see [`load`]). Their CPU times add up into the CPU per relayed message; memory
+//! is each instance's own (the highest of them in the table).
 
 pub mod baseline;
+pub mod database;
 pub mod fakes;
 pub mod load;
 pub mod process;
@@ -29,12 +31,13 @@ pub mod report;
 pub mod requests;
 pub mod track;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use database::{Database, Kind};
 use load::{Latency, LoadResult, Target};
 use process::Server;
 use report::Report;
@@ -71,9 +74,15 @@ pub struct BenchArgs {
     /// Where bench.json, bench.svg and the servers' logs go.
     #[arg(long, default_value = "bench-results")]
     pub out: PathBuf,
-    /// The bridge's database [default: a fresh SQLite file in a temporary directory].
+    /// The bridge's database: sqlite://PATH (start from an empty file) or postgres://… (a server:
+    /// a fresh database is created on it for the run, and dropped at the end) [default: a fresh
+    /// SQLite file in a temporary directory].
     #[arg(long)]
     pub database_url: Option<String>,
+    /// Bridge processes on the one database, each on its own port, the load spread over them
+    /// (more than one needs a postgres:// --database-url).
+    #[arg(long, default_value_t = 1)]
+    pub instances: usize,
     /// The platform the bridge relays to.
     #[arg(long, value_enum, default_value = "webhook")]
     pub platform: BenchPlatform,
@@ -121,6 +130,7 @@ struct Plan {
     sustained_concurrency: usize,
     fill: u64,
     drain_timeout: Duration,
+    instances: usize,
 }
 
 impl Plan {
@@ -137,6 +147,12 @@ impl Plan {
         let rate = args.rate.unwrap_or(if quick { 200 } else { 1000 });
         let accept_rate = args.accept_rate.unwrap_or(if quick { 200 } else { 2000 });
         anyhow::ensure!(rate > 0 && accept_rate > 0, "--rate and --accept-rate must be above 0");
+        anyhow::ensure!((1..=16).contains(&args.instances), "--instances must be between 1 and 16");
+        anyhow::ensure!(
+            args.instances == 1 || Kind::of(args.database_url.as_deref())? == Kind::Postgres,
+            "--instances {} needs a postgres:// --database-url: SQLite is one instance per file",
+            args.instances
+        );
         Ok(Self {
             duration: Duration::from_secs_f64(duration),
             quick,
@@ -149,69 +165,8 @@ impl Plan {
             sustained_concurrency: args.sustained_concurrency.max(1),
             fill: args.fill.unwrap_or(if quick { 0 } else { 100_000 }),
             drain_timeout: Duration::from_secs_f64(pick(args.drain_timeout, 120.0, 20.0).max(0.0)),
+            instances: args.instances,
         })
-    }
-}
-
-/// The bridge's database: a fresh temporary SQLite file unless a URL is given.
-struct Database {
-    url: String,
-    sqlite_file: Option<PathBuf>,
-    description: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Database {
-    fn prepare(url: Option<&str>) -> anyhow::Result<Self> {
-        match url {
-            None => {
-                let dir = tempfile::Builder::new().prefix("wechat-bridge-bench-").tempdir()?;
-                let file = dir.path().join("bench.db");
-                Ok(Self {
-                    url: format!("sqlite://{}", file.display()),
-                    sqlite_file: Some(file),
-                    description: "sqlite (fresh temporary file)".into(),
-                    _dir: Some(dir),
-                })
-            }
-            Some(url) if url.starts_with("sqlite:") => {
-                let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
-                let path = path.split('?').next().unwrap_or_default();
-                Ok(Self {
-                    url: url.to_string(),
-                    sqlite_file: (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path)),
-                    description: "sqlite".into(),
-                    _dir: None,
-                })
-            }
-            // Sizes of a server database (`pg_database_size`) are not read yet.
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Ok(Self { url: url.to_string(), sqlite_file: None, description: "postgres".into(), _dir: None })
-            }
-            Some(_) => anyhow::bail!("--database-url must be sqlite://PATH or postgres://…"),
-        }
-    }
-
-    /// After the bridge stopped: moves SQLite's write-ahead log into the file and empties it, so
-    /// the file's size is the data's (a log keeps its largest size until truncated).
-    async fn checkpoint(&self) -> anyhow::Result<()> {
-        use sqlx::ConnectOptions as _;
-        if self.sqlite_file.is_none() {
-            return Ok(());
-        }
-        let mut conn = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&self.url)?.connect().await?;
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut conn).await?;
-        sqlx::Connection::close(conn).await?;
-        Ok(())
-    }
-
-    /// Bytes on disk: the file, and with `with_wal` its write-ahead log too.
-    fn size(&self, with_wal: bool) -> Option<u64> {
-        let file = self.sqlite_file.as_ref()?;
-        let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).ok();
-        let main = len(file)?;
-        let wal = if with_wal { len(&PathBuf::from(format!("{}-wal", file.display()))).unwrap_or(0) } else { 0 };
-        Some(main + wal)
     }
 }
 
@@ -260,7 +215,8 @@ impl Seqs {
     }
 }
 
-/// The bridge's resident memory, sampled: the reading when `target` messages were stored.
+/// The bridge's resident memory, sampled: the reading when `target` messages were stored (the
+/// largest instance's).
 #[derive(Default)]
 struct MemorySample {
     at_target: Option<(u64, u64)>,
@@ -276,7 +232,7 @@ struct Run {
     /// The highest accept rate seen so far: sizes the next pools.
     rate_estimate: f64,
     warnings: Vec<String>,
-    bridge_pid: u32,
+    bridge_pids: Vec<u32>,
 }
 
 impl Run {
@@ -447,9 +403,9 @@ impl Run {
         Ok((report::Steady { stored_at_start, rate, load, e2e, backlog_each_s, backlog_at_end, drain_s, drained }, cpu))
     }
 
-    /// The bridge's CPU time so far.
+    /// The bridge's CPU time so far, all instances together.
     fn cpu(&self) -> Duration {
-        process::cpu_time(&format!("/proc/{}/stat", self.bridge_pid)).unwrap_or_default()
+        self.bridge_pids.iter().filter_map(|pid| process::cpu_time(&format!("/proc/{pid}/stat"))).sum()
     }
 }
 
@@ -512,6 +468,14 @@ fn per_message(cpu: Duration, messages: u64) -> f64 {
     if messages == 0 { 0.0 } else { cpu.as_secs_f64() * 1e6 / messages as f64 }
 }
 
+/// The database's size now; a failure to read it is a warning, not the end of the run.
+async fn db_size(db: &Database, when: &str, warnings: &mut Vec<String>) -> Option<u64> {
+    db.size().await.unwrap_or_else(|e| {
+        warnings.push(format!("cannot read the database's size {when}: {e:#}"));
+        None
+    })
+}
+
 fn stored(c: &Counters) -> u64 {
     get(&c.inbound_acked) + get(&c.outbound_acked)
 }
@@ -534,7 +498,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         warnings.push("--quick: short phases and light load, to check the benchmark runs".into());
     }
     std::fs::create_dir_all(&plan.out).with_context(|| format!("cannot create {}", plan.out.display()))?;
-    let db = Database::prepare(args.database_url.as_deref())?;
+    let db = Database::prepare(args.database_url.as_deref()).await?;
+    let db_bytes_at_start = db_size(&db, "at the start", &mut warnings).await;
     let tracker = Arc::new(Tracker::new());
     let wechat = fakes::serve(fakes::wechat(tracker.clone())).await?;
     let platform = fakes::serve(match plan.platform {
@@ -544,33 +509,38 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     .await?;
     let this_exe = std::env::current_exe().context("cannot find this program's path")?;
     let bridge_exe = args.bridge_bin.clone().unwrap_or_else(|| this_exe.clone());
-    let listen = process::free_addr()?;
-    let env = bridge_env(&plan, &db, listen, wechat, platform, &args.bridge_env)?;
-    let bridge_log = plan.out.join("bridge.log");
-    let _ = std::fs::remove_file(&bridge_log);
-    progress(format!(
-        "starting the bridge {} on {listen} ({}, {} platform)",
-        bridge_exe.display(),
-        db.description,
-        plan.platform.name()
-    ));
-    let mut bridge = Server::spawn("bridge", &bridge_exe, &["serve".into()], &env, listen, &bridge_log)?;
-    bridge.wait_ready("/readyz", Duration::from_secs(60)).await?;
+    // One after the other: the first applies the migrations to the fresh database.
+    let mut bridges = Vec::new();
+    for i in 1..=plan.instances {
+        let listen = process::free_addr()?;
+        let env = bridge_env(&plan, &db, listen, wechat, platform, &args.bridge_env)?;
+        let log = plan.out.join(if plan.instances == 1 { "bridge.log".to_string() } else { format!("bridge-{i}.log") });
+        let _ = std::fs::remove_file(&log);
+        progress(format!(
+            "starting the bridge {} ({i} of {}) on {listen} ({}, {} platform)",
+            bridge_exe.display(),
+            plan.instances,
+            db.description,
+            plan.platform.name()
+        ));
+        let mut bridge = Server::spawn("bridge", &bridge_exe, &["serve".into()], &env, listen, &log)?;
+        bridge.wait_ready("/readyz", Duration::from_secs(60)).await?;
+        bridges.push(bridge);
+    }
+    let bridge_pids: Vec<u32> = bridges.iter().map(Server::pid).collect();
 
     // The bridge's memory once `fill` messages are stored.
     let memory = Arc::new(Mutex::new(MemorySample::default()));
     let sampler = {
-        let (memory, tracker, pid, fill) = (memory.clone(), tracker.clone(), bridge.pid(), plan.fill);
+        let (memory, tracker, pids, fill) = (memory.clone(), tracker.clone(), bridge_pids.clone(), plan.fill);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             loop {
                 tick.tick().await;
                 let stored = stored(&tracker.counters);
                 if fill > 0 && stored >= fill {
-                    let rss = std::fs::read_to_string(format!("/proc/{pid}/status")).ok().and_then(|s| {
-                        s.lines().find_map(|l| l.strip_prefix("VmRSS:")?.split_whitespace().next()?.parse::<u64>().ok())
-                    });
-                    memory.lock().expect("memory").at_target = rss.map(|kb| (stored, kb * 1024));
+                    let rss = pids.iter().filter_map(|pid| process::rss(*pid)).max();
+                    memory.lock().expect("memory").at_target = rss.map(|bytes| (stored, bytes));
                     break;
                 }
             }
@@ -581,11 +551,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         plan: plan.clone(),
         tracker: tracker.clone(),
         builder: Arc::new(Builder::new(plan.users)),
-        target: Target { addrs: vec![listen], tracker: Some(tracker.clone()) },
+        target: Target { addrs: bridges.iter().map(|b| b.addr).collect(), tracker: Some(tracker.clone()) },
         seqs: Seqs(1),
         rate_estimate: if cfg!(debug_assertions) { 3_000.0 } else { 20_000.0 },
         warnings,
-        bridge_pid: bridge.pid(),
+        bridge_pids,
     };
     let counters = &tracker.counters;
 
@@ -655,19 +625,29 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let backlog_at_stop = backlog(counters);
     let stored_messages = stored(counters);
-    let (peak_rss, rss_end) = (bridge.peak_rss(), bridge.rss());
+    // Memory is each instance's own: the highest of them (and each in the JSON).
+    let peak_rss_each: Vec<Option<u64>> = bridges.iter().map(Server::peak_rss).collect();
+    let peak_rss = peak_rss_each.iter().flatten().copied().max();
+    let rss_end = bridges.iter().filter_map(Server::rss).max();
     let (rss_at_stored_messages, rss_at_stored) =
         memory.lock().expect("memory").at_target.unwrap_or((stored_messages, rss_end.unwrap_or(0)));
-    let db_bytes_running = db.size(true);
-    progress("stopping the bridge");
-    let status = bridge.stop(Duration::from_secs(20)).await?;
-    if !status.success() {
-        run.warnings.push(format!("the bridge exited with {status}; see {}", bridge_log.display()));
+    let db_bytes_running = db_size(&db, "while the bridge ran", &mut run.warnings).await;
+    progress(format!("stopping the bridge ({} instance{})", bridges.len(), if bridges.len() == 1 { "" } else { "s" }));
+    for bridge in &mut bridges {
+        let status = bridge.stop(Duration::from_secs(20)).await?;
+        if !status.success() {
+            run.warnings.push(format!("the bridge exited with {status}; see {}", bridge.log.display()));
+        }
     }
     if let Err(e) = db.checkpoint().await {
         run.warnings.push(format!("cannot checkpoint the database after the run: {e:#}"));
     }
-    let db_bytes = db.size(true);
+    let db_bytes = db_size(&db, "after the run", &mut run.warnings).await;
+    let database_kind = db.kind.name();
+    let database = db.description.clone();
+    if let Err(e) = db.remove().await {
+        run.warnings.push(format!("cannot drop the run's database: {e:#}"));
+    }
 
     // The baseline: the same requests at the same concurrencies, against a bare server.
     let base_listen = process::free_addr()?;
@@ -696,14 +676,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let report = Report {
         format: 1,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        // A password in a URL (--database-url) is written as ***.
+        command: std::env::args().map(|arg| crate::store::redacted_url(&arg)).collect::<Vec<_>>().join(" "),
         machine: report::machine(load_average),
         settings: report::Settings {
             duration_s: plan.duration.as_secs_f64(),
             quick: plan.quick,
             platform: plan.platform.name().into(),
-            database: db.description.clone(),
-            bridge_instances: run.target.addrs.len(),
+            database,
+            database_kind: database_kind.into(),
+            bridge_instances: plan.instances,
             users: plan.users,
             steady_rate: plan.rate,
             accept_rate: plan.accept_rate,
@@ -727,13 +709,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         bridge: report::BridgeFigures {
             cpu_us_per_message: per_message(in_cpu + out_cpu, in_relayed + out_relayed),
             peak_rss_mb: report::to_mb(peak_rss),
+            peak_rss_mb_each: peak_rss_each.into_iter().map(report::to_mb).collect(),
             rss_end_mb: report::to_mb(rss_end),
             rss_at_stored_mb: report::to_mb(Some(rss_at_stored)),
             rss_at_stored_messages,
             stored_messages,
             db_bytes,
             db_bytes_running,
-            db_bytes_per_100k: db_bytes.filter(|_| stored_messages > 0).map(|b| b as f64 * 100_000.0 / stored_messages as f64),
+            db_bytes_at_start,
+            db_bytes_per_100k: db_bytes
+                .filter(|_| stored_messages > 0)
+                .map(|b| b.saturating_sub(db_bytes_at_start.unwrap_or(0)) as f64 * 100_000.0 / stored_messages as f64),
             backlog_at_stop,
             duplicates: get(&counters.duplicates),
         },
@@ -748,4 +734,32 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     print!("{}", report::table(&report));
     println!("\nfigures: {}\nchart:   {}", json_path.display(), svg_path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn plan(args: &[&str]) -> anyhow::Result<Plan> {
+        Plan::new(&Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))?.bench)
+    }
+
+    #[test]
+    fn several_instances_need_postgres() {
+        assert_eq!(plan(&[]).unwrap().instances, 1);
+        let sqlite = plan(&["--instances", "3"]).unwrap_err().to_string();
+        assert!(sqlite.contains("SQLite is one instance per file"), "{sqlite}");
+        assert!(plan(&["--instances", "3", "--database-url", "sqlite:///tmp/x.db"]).is_err());
+        let postgres = plan(&["--instances", "3", "--database-url", "postgres://u:secret@h/db"]).unwrap();
+        assert_eq!(postgres.instances, 3);
+        assert!(plan(&["--instances", "0", "--database-url", "postgres://h/db"]).is_err());
+    }
 }

@@ -84,7 +84,7 @@ impl Server {
 
     /// Resident memory now, bytes.
     pub fn rss(&self) -> Option<u64> {
-        status_kb(self.pid(), "VmRSS:").map(|kb| kb * 1024)
+        rss(self.pid())
     }
 
     /// Peak resident memory so far, bytes.
@@ -122,6 +122,11 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Resident memory of process `pid` now, bytes.
+pub fn rss(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmRSS:").map(|kb| kb * 1024)
 }
 
 /// utime + stime of a `/proc/<pid>/stat` (or `/proc/self/stat`).

@@ -47,8 +47,12 @@ pub struct Settings {
     pub duration_s: f64,
     pub quick: bool,
     pub platform: String,
-    /// `sqlite` or `postgres`; the URL's credentials are never written.
+    /// The database and where it came from, e.g. `postgres (fresh database)`; never the URL (it
+    /// may hold credentials).
     pub database: String,
+    /// `sqlite` or `postgres`.
+    pub database_kind: String,
+    /// Bridge processes on the one database, the load spread over them.
     pub bridge_instances: usize,
     pub users: usize,
     pub steady_rate: u64,
@@ -133,22 +137,30 @@ pub struct Steady {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BridgeFigures {
-    /// Bridge CPU time per message relayed, both directions' phases together, µs.
+    /// Bridge CPU time per message relayed, both directions' phases together, µs; with several
+    /// instances, the CPU time of all of them together.
     pub cpu_us_per_message: f64,
-    /// Peak resident memory of the bridge over the run (`VmHWM`), MB.
+    /// Peak resident memory of the bridge over the run (`VmHWM`), MB; with several instances,
+    /// the highest instance's (memory is per process).
     pub peak_rss_mb: f64,
-    /// Resident memory at the end of the run, MB.
+    /// Each instance's peak resident memory, MB.
+    pub peak_rss_mb_each: Vec<f64>,
+    /// Resident memory at the end of the run (the highest instance's), MB.
     pub rss_end_mb: f64,
-    /// Resident memory when `stored_messages` had been stored (the fill target or the end), MB.
+    /// Resident memory when `stored_messages` had been stored (the fill target or the end; the
+    /// highest instance's), MB.
     pub rss_at_stored_mb: f64,
     pub rss_at_stored_messages: u64,
     /// Messages stored in the run (both directions, acknowledged).
     pub stored_messages: u64,
-    /// The database's size on disk at the end (the file after shutdown, when SQLite).
+    /// The database's size at the end: SQLite's file after shutdown, PostgreSQL's
+    /// `pg_database_size`.
     pub db_bytes: Option<u64>,
     /// The same while the bridge ran, SQLite's write-ahead log included.
     pub db_bytes_running: Option<u64>,
-    /// `db_bytes` per 100,000 stored messages.
+    /// The same before the bridge started (SQLite: none yet; PostgreSQL: an empty database).
+    pub db_bytes_at_start: Option<u64>,
+    /// `db_bytes - db_bytes_at_start` per 100,000 stored messages.
     pub db_bytes_per_100k: Option<f64>,
     /// Messages still in the outbox when the bridge was stopped.
     pub backlog_at_stop: u64,
@@ -226,8 +238,14 @@ pub fn table(r: &Report) -> String {
     let s = &r.settings;
     let _ = writeln!(
         t,
-        "\nwechat-bridge bench: {} build, {} platform, {}, {} users, {} s phases",
-        m.build, s.platform, s.database, s.users, s.duration_s
+        "\nwechat-bridge bench: {} build, {} platform, {}, {} bridge instance{}, {} users, {} s phases",
+        m.build,
+        s.platform,
+        s.database,
+        s.bridge_instances,
+        if s.bridge_instances == 1 { "" } else { "s" },
+        s.users,
+        s.duration_s
     );
     let _ = writeln!(
         t,
@@ -293,18 +311,23 @@ pub fn table(r: &Report) -> String {
         );
     }
     let b = &r.bridge;
-    let _ = writeln!(t, "\nBRIDGE PROCESS");
+    let several = s.bridge_instances > 1;
+    let _ = writeln!(t, "\nBRIDGE {}", if several { "PROCESSES" } else { "PROCESS" });
     let _ = writeln!(
         t,
-        "  CPU per relayed message: {} µs (inbound {} µs, outbound {} µs)",
+        "  CPU per relayed message{}: {} µs (inbound {} µs, outbound {} µs)",
+        if several { ", all instances together" } else { "" },
         num(b.cpu_us_per_message),
         num(r.e2e.inbound.cpu_us_per_message),
         num(r.e2e.outbound.cpu_us_per_message)
     );
+    let each: Vec<String> = b.peak_rss_mb_each.iter().map(|mb| num(*mb)).collect();
     let _ = writeln!(
         t,
-        "  memory: peak RSS {} MB; {} MB with {} messages stored",
+        "  memory{}: peak RSS {} MB{}; {} MB with {} messages stored",
+        if several { " (the highest instance's)" } else { "" },
         num(b.peak_rss_mb),
+        if several { format!(" (each: {} MB)", each.join(" / ")) } else { String::new() },
         num(b.rss_at_stored_mb),
         num(b.rss_at_stored_messages as f64)
     );
@@ -340,12 +363,13 @@ pub fn svg(r: &Report) -> String {
         s,
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="Helvetica, Arial, sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="#ffffff"/>
-<text x="{}" y="24" text-anchor="middle" font-size="16" font-weight="bold">wechat-bridge accept: signed AES pushes against concurrency ({} build, {}, {} cores)</text>
+<text x="{}" y="24" text-anchor="middle" font-size="16" font-weight="bold">wechat-bridge accept: signed AES pushes against concurrency ({} build, {} ×{}, {} cores)</text>
 <text x="{}" y="42" text-anchor="middle" fill="#555">{} · {} · commit {} · bridge vs a bare server on the same runtime</text>
 "##,
         W / 2.0,
         r.machine.build,
-        r.settings.database,
+        r.settings.database_kind,
+        r.settings.bridge_instances,
         r.machine.cores,
         W / 2.0,
         esc(&r.machine.cpu),
