@@ -213,32 +213,29 @@ impl Worker {
     }
 
     async fn deliver_inbound(&self, job: &ClaimedJob) -> Result<String, DeliveryError> {
-        let record = self.store.message(&job.message_id).await?;
-        let contact = self.store.contact(job.contact_id).await?;
+        let (record, contact) = (&job.message, &job.contact);
         let msg: InboundMessage = serde_json::from_str(&record.payload)
             .map_err(|e| DeliveryError::Permanent { code: None, reason: format!("stored message is unreadable: {e}") })?;
-        self.platform.deliver_inbound(&contact, &msg, &record.id, job.attempt).await
+        self.platform.deliver_inbound(contact, &msg, &record.id, job.attempt).await
     }
 
     /// Sends the parts not yet sent, recording each as it is accepted, so a retry after a
     /// failure in the middle of a long text resumes there instead of repeating earlier parts.
     async fn deliver_outbound(&self, job: &ClaimedJob) -> Result<String, DeliveryError> {
-        let record = self.store.message(&job.message_id).await?;
-        let contact = self.store.contact(job.contact_id).await?;
+        let (record, contact) = (&job.message, &job.contact);
         let outbound = outbound_record(&record.payload)?;
         let parts: Vec<_> = outbound.pieces().flat_map(|piece| self.channel.split(piece)).collect();
         let done = record.parts_sent.max(0) as usize;
-        self.channel.check_window(&contact, parts.len().saturating_sub(done))?;
+        self.channel.check_window(contact, parts.len().saturating_sub(done))?;
         for (i, part) in parts.iter().enumerate().skip(done) {
-            self.channel.send(&contact, part).await?;
+            self.channel.send(contact, part).await?;
             self.store.record_part_sent(&record.id, contact.id, i as i64 + 1).await?;
         }
         Ok(outbound.platform_event_id)
     }
 
     async fn report_status(&self, job: &ClaimedJob) -> Result<String, DeliveryError> {
-        let record = self.store.message(&job.message_id).await?;
-        let contact = self.store.contact(job.contact_id).await?;
+        let (record, contact) = (&job.message, &job.contact);
         let outbound = outbound_record(&record.payload)?;
         let delivered = record.status == MessageStatus::Delivered;
         let report = StatusReport {
@@ -253,7 +250,7 @@ impl Worker {
             client_reference: outbound.client_reference,
             report_seq: job.id,
         };
-        self.platform.report_status(&contact, &outbound.conversation_id, &report).await
+        self.platform.report_status(contact, &outbound.conversation_id, &report).await
     }
 }
 

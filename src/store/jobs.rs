@@ -2,6 +2,9 @@
 //! backoff, and marked `failed` for good when they cannot succeed (DESIGN.md "Flow" 2, 3).
 
 use crate::relay::ids::{BridgeMessageId, ContactId};
+use crate::relay::message::Contact;
+
+use super::MessageRecord;
 
 /// Which way a job sends. Order is kept per contact *and* lane, so a customer whose replies are
 /// stuck (WeChat down) still reaches the agents, and the other way round.
@@ -59,8 +62,11 @@ impl JobKind {
     }
 }
 
-/// A job this worker holds until `lease` ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A job this worker holds until `lease` ends, with what it needs to run: its message and
+/// contact as of the claim (read with the claim, a few statements per batch instead of three
+/// reads per job). A contact's jobs run one at a time per lane, so nothing of its own lane changed
+/// the contact since.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedJob {
     pub id: i64,
     pub message_id: BridgeMessageId,
@@ -68,5 +74,30 @@ pub struct ClaimedJob {
     pub kind: JobKind,
     /// Attempts including this one.
     pub attempt: u32,
+    pub message: MessageRecord,
+    pub contact: Contact,
     pub(super) claim_token: String,
+}
+
+impl ClaimedJob {
+    /// What the outcome's writes need to find the job (and nothing of its data).
+    pub(super) fn key(&self) -> JobKey {
+        JobKey {
+            id: self.id,
+            message_id: self.message_id.clone(),
+            contact_id: self.contact_id,
+            kind: self.kind,
+            claim_token: self.claim_token.clone(),
+        }
+    }
+}
+
+/// A claimed job as its outcome's writes name it.
+#[derive(Debug, Clone)]
+pub(super) struct JobKey {
+    pub id: i64,
+    pub message_id: BridgeMessageId,
+    pub contact_id: ContactId,
+    pub kind: JobKind,
+    pub claim_token: String,
 }

@@ -140,6 +140,8 @@ pub struct Store {
     /// When `ping` last succeeded (Unix ms): `/readyz` needs no token, so its write probe runs at
     /// most once a second however often it is asked.
     last_ready_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// When expired nonces and keys were last deleted (Unix ms).
+    last_prune_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +161,9 @@ pub enum TokenRefreshLock {
 
 /// How long a successful readiness probe stands.
 const READY_CACHE_MS: i64 = 1000;
+
+/// How often accepting also deletes expired nonces and idempotency keys.
+const PRUNE_EVERY_MS: i64 = 1000;
 
 /// Connections a PostgreSQL pool opens at most, unless the URL says otherwise (`max_connections`).
 pub const DEFAULT_POSTGRES_CONNECTIONS: u32 = 10;
@@ -189,7 +194,7 @@ impl Store {
     }
 
     fn with(engine: Engine) -> Self {
-        Self { engine, last_ready_ms: Default::default() }
+        Self { engine, last_ready_ms: Default::default(), last_prune_ms: Default::default() }
     }
 
     /// Which engine holds the data (`sqlite` or `postgres`), for logs and the health view.
@@ -219,11 +224,21 @@ impl Store {
     /// Stores a message and its outbox job in one transaction, or reports a duplicate (also
     /// when another instance stored it a moment before). The answer comes after the commit.
     pub async fn accept(&self, m: &NewMessage<'_>) -> Result<Accepted, StoreError> {
-        let owned = OwnedMessage::from(m);
+        let owned = OwnedMessage { prune: self.prune_due(), ..OwnedMessage::from(m) };
         match on_engine!(self, e => e.accept(owned).await) {
             Err(StoreError::AlreadyStored(id)) => Ok(Accepted::Duplicate(id)),
             other => other,
         }
+    }
+
+    /// Whether this write should also delete expired nonces and idempotency keys: at most once a
+    /// second, not with every push (an expired one left meanwhile is replaced, never refused).
+    fn prune_due(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = now_ms();
+        let last = self.last_prune_ms.load(Ordering::Relaxed);
+        now - last >= PRUNE_EVERY_MS
+            && self.last_prune_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
     }
 
     /// Held while this instance fetches a new WeChat access token for `app_id`: instances
@@ -394,6 +409,7 @@ delegate! {
 }
 
 /// `NewMessage` owned, to travel to the writer task.
+#[derive(Clone)]
 pub(crate) struct OwnedMessage {
     channel: String,
     channel_id: String,
@@ -407,9 +423,12 @@ pub(crate) struct OwnedMessage {
     window: WindowChange,
     nonce: Option<(String, i64)>,
     idempotency: Option<OwnedKey>,
+    /// Also delete expired nonces and keys with this write (`Store::prune_due`).
+    prune: bool,
 }
 
 /// `IdempotencyKey` owned.
+#[derive(Clone)]
 struct OwnedKey {
     scope: String,
     key: String,
@@ -439,6 +458,7 @@ impl From<&NewMessage<'_>> for OwnedMessage {
                 response_status: k.response_status,
                 response_body: k.response_body,
             }),
+            prune: false,
         }
     }
 }
@@ -803,6 +823,44 @@ mod tests {
             assert!(store.contact_by_link("p", "conversation", "C1").await.unwrap().is_none());
             store.remove_link(id, "p", "conversation").await.unwrap();
             assert!(store.contact(id).await.unwrap().links.is_empty());
+        }
+    }
+
+    /// A claim hands each job its message and contact (with the links saved so far), so the
+    /// worker reads nothing else; both jobs of a revived message (its delivery and the report of
+    /// its earlier failure) can be claimed together.
+    #[tokio::test]
+    async fn a_claimed_job_carries_its_message_and_contact() {
+        for (store, _dir) in each_engine().await {
+            let Accepted::New(first) = store.accept(&text_message("c1", "{\"text\":\"one\"}")).await.unwrap() else { panic!() };
+            let contact = store.contact_by_channel_id("wechat", "o_full_disk").await.unwrap().unwrap();
+            store.save_link(contact.id, "p", "user", "U1").await.unwrap();
+            let mut other = text_message("c2", "{}");
+            other.channel_id = "o_other";
+            store.accept(&other).await.unwrap();
+            let jobs = store.claim_jobs(10_000, 10).await.unwrap();
+            assert_eq!(jobs.len(), 2, "{}", store.engine_name());
+            let job = jobs.iter().find(|j| j.message_id == first).unwrap();
+            assert_eq!(job.message, store.message(&first).await.unwrap());
+            assert_eq!(job.message.attempts, 1);
+            assert_eq!(job.contact, store.contact(contact.id).await.unwrap());
+            assert_eq!(job.contact.link("p", "user"), Some("U1"));
+            let second = jobs.iter().find(|j| j.message_id != first).unwrap();
+            assert_eq!((second.contact.channel_id.as_str(), second.contact.links.len()), ("o_other", 0));
+            for job in &jobs {
+                assert!(store.complete_job(job, None).await.unwrap());
+            }
+
+            // An outbound message fails for good, its report waits; the admin API retries it.
+            let mut outbound = text_message("c3", "{}");
+            (outbound.direction, outbound.kind) = (Direction::Outbound, JobKind::DeliverOutbound);
+            let Accepted::New(out) = store.accept(&outbound).await.unwrap() else { panic!() };
+            let delivery = store.claim_jobs(10_000, 10).await.unwrap().pop().unwrap();
+            store.fail_job(&delivery, None, "refused").await.unwrap();
+            assert!(store.retry_message(&out).await.unwrap());
+            let both = store.claim_jobs(10_000, 10).await.unwrap();
+            assert_eq!(both.iter().map(|j| j.kind).collect::<Vec<_>>(), [JobKind::DeliverOutbound, JobKind::ReportStatus]);
+            assert!(both.iter().all(|j| j.message.id == out));
         }
     }
 

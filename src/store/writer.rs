@@ -1,9 +1,13 @@
 //! Group commit. SQLite has one writer at a time, and with `synchronous = FULL` every commit
 //! waits for the disk to flush its log: one transaction per message caps the bridge at the
 //! flushes per second the disk gives. So every write goes through one task that takes whatever
-//! writes are waiting, runs them in ONE transaction (each in its own savepoint, so one that fails
-//! is undone alone) and commits once; each caller is answered only after that commit. `success`
-//! still means committed; a burst just shares the flush.
+//! writes are waiting, runs them in ONE transaction and commits once; each caller is answered
+//! only after that commit. `success` still means committed; a burst just shares the flush.
+//!
+//! A write that fails must be undone alone. Writes rarely fail (a replayed nonce, a key taken),
+//! so a batch first runs without savepoints (each costs two statements); when one of its writes
+//! fails, the batch is rolled back and run again with a savepoint around each write. Writes are
+//! therefore closures that can run twice: the first run's effects are rolled back before the second.
 
 use futures_util::future::BoxFuture;
 use sqlx::Connection;
@@ -19,16 +23,45 @@ const MAX_BATCH: usize = 256;
 /// correctness).
 const QUEUE: usize = 4096;
 
-/// What an operation's caller is told once the batch's transaction ended.
-type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-/// One write: runs on the batch's connection inside its savepoint; returns whether it failed
-/// (its savepoint is rolled back) and how to answer its caller after the commit.
-type Run = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
+/// One write waiting in the queue: run (maybe twice), then answered once.
+trait Pending: Send {
+    /// Runs the write on the batch's connection and keeps its result; true when it failed.
+    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool>;
+    /// Answers the caller: the write's result if `commit` succeeded.
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+struct Op<T, F> {
+    op: F,
+    result: Option<Result<T, StoreError>>,
+    answer: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Pending for Op<T, F>
+where
+    T: Send + 'static,
+    F: for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+{
+    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool> {
+        Box::pin(async move {
+            let result = (self.op)(conn).await;
+            let failed = result.is_err();
+            self.result = Some(result);
+            failed
+        })
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+        let Op { result, answer, .. } = *self;
+        let result = commit.and_then(|()| result.unwrap_or_else(|| Err(StoreError::Commit("the write never ran".into()))));
+        let _ = answer.send(result);
+    }
+}
 
 /// The handle every store clone shares; the task ends when the last handle is dropped.
 #[derive(Debug, Clone)]
 pub(crate) struct Writer {
-    ops: mpsc::Sender<Run>,
+    ops: mpsc::Sender<Box<dyn Pending>>,
 }
 
 impl Writer {
@@ -45,26 +78,17 @@ impl Writer {
     pub(crate) async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+        F: for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
     {
         let (answer, answered) = oneshot::channel();
-        let run: Run = Box::new(move |conn| {
-            Box::pin(async move {
-                let result = op(conn).await;
-                let failed = result.is_err();
-                let finish: Finish = Box::new(move |commit| {
-                    let _ = answer.send(commit.and(result));
-                });
-                (failed, finish)
-            })
-        });
-        self.ops.send(run).await.map_err(|_| StoreError::Commit("the store is closed".into()))?;
-        // No answer: the batch failed before this write ran.
+        let pending: Box<dyn Pending> = Box::new(Op { op, result: None, answer });
+        self.ops.send(pending).await.map_err(|_| StoreError::Commit("the store is closed".into()))?;
+        // No answer: the writer task ended before this write was answered.
         answered.await.map_err(|_| StoreError::Commit("the batch failed before this write ran".into()))?
     }
 }
 
-async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Run>) {
+async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Box<dyn Pending>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         commit(&pool, std::mem::take(&mut batch)).await;
@@ -73,40 +97,49 @@ async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Run>) {
 }
 
 /// Runs `batch` in one transaction and answers every caller.
-async fn commit(pool: &SqlitePool, batch: Vec<Run>) {
-    let mut finishes = Vec::with_capacity(batch.len());
-    let outcome = async {
-        let mut conn = pool.acquire().await?;
-        // IMMEDIATE takes the write lock up front: a deferred transaction that upgrades from read
-        // to write can fail with SQLITE_BUSY regardless of busy_timeout.
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        if batch.len() == 1 {
-            // Alone in its batch: no savepoint needed, a failed write is simply rolled back.
-            let run = batch.into_iter().next().expect("one write");
-            let (failed, finish) = run(&mut tx).await;
-            finishes.push(finish);
-            return if failed { tx.rollback().await } else { tx.commit().await };
-        }
-        for run in batch {
-            sqlx::query("SAVEPOINT op").execute(&mut *tx).await?;
-            let (failed, finish) = run(&mut tx).await;
-            if failed {
-                sqlx::query("ROLLBACK TO op").execute(&mut *tx).await?;
-            }
-            sqlx::query("RELEASE op").execute(&mut *tx).await?;
-            finishes.push(finish);
-        }
-        tx.commit().await
-    }
-    .await;
+async fn commit(pool: &SqlitePool, mut batch: Vec<Box<dyn Pending>>) {
+    let outcome = match run_batch(pool, &mut batch, false).await {
+        Ok(Some(())) => Ok(()),
+        // One write failed: everything was rolled back; again, each write in its savepoint.
+        Ok(None) => run_batch(pool, &mut batch, true).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
     match outcome {
-        Ok(()) => finishes.into_iter().for_each(|finish| finish(Ok(()))),
+        Ok(()) => batch.into_iter().for_each(|pending| pending.finish(Ok(()))),
         Err(e) => {
             let text = e.to_string();
-            tracing::warn!(error = %text, writes = finishes.len(), "a group commit failed; its writes are undone");
-            finishes.into_iter().for_each(|finish| finish(Err(StoreError::Commit(text.clone()))));
+            tracing::warn!(error = %text, writes = batch.len(), "a group commit failed; its writes are undone");
+            batch.into_iter().for_each(|pending| pending.finish(Err(StoreError::Commit(text.clone()))));
         }
     }
+}
+
+/// One transaction over `batch`. Without savepoints, the first failed write rolls everything
+/// back and gives `None`; with them, a failed write is undone alone and the rest is committed.
+async fn run_batch(pool: &SqlitePool, batch: &mut [Box<dyn Pending>], savepoints: bool) -> Result<Option<()>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    // IMMEDIATE takes the write lock up front: a deferred transaction that upgrades from read
+    // to write can fail with SQLITE_BUSY regardless of busy_timeout.
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    if batch.len() == 1 {
+        // Alone in its batch: no savepoint needed, a failed write is simply rolled back.
+        return if batch[0].run(&mut tx).await { tx.rollback().await.map(Some) } else { tx.commit().await.map(Some) };
+    }
+    for pending in batch.iter_mut() {
+        if !savepoints {
+            if pending.run(&mut tx).await {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            continue;
+        }
+        sqlx::query("SAVEPOINT op").execute(&mut *tx).await?;
+        if pending.run(&mut tx).await {
+            sqlx::query("ROLLBACK TO op").execute(&mut *tx).await?;
+        }
+        sqlx::query("RELEASE op").execute(&mut *tx).await?;
+    }
+    tx.commit().await.map(Some)
 }
 
 #[cfg(test)]

@@ -2,10 +2,14 @@
 
 use sqlx::Row;
 
+use std::collections::HashMap;
+
 use super::super::{Conn, Engine, dialect};
-use super::lock_contact;
+use super::{contact_from_row, lock_contact, message_from_row, select_contacts, select_messages};
 use crate::relay::ids::{BridgeMessageId, ContactId, ErrorCode};
-use crate::store::{ClaimedJob, JobKind, StoreError, now_ms};
+use crate::relay::message::{Contact, ContactLinks};
+use crate::store::jobs::JobKey;
+use crate::store::{ClaimedJob, JobKind, MessageRecord, StoreError, now_ms};
 
 pub(super) async fn insert(
     tx: &mut Conn,
@@ -34,7 +38,7 @@ pub(super) async fn insert(
 /// Ends `job` as `state` (`done` or `failed`, with `error`) if this claim still holds it; the
 /// oldest unfinished job left in its contact's lane becomes the head, free to be claimed.
 /// False when the lease had been lost.
-async fn end_job(tx: &mut Conn, job: &ClaimedJob, state: &str, error: Option<&str>) -> Result<bool, sqlx::Error> {
+async fn end_job(tx: &mut Conn, job: &JobKey, state: &str, error: Option<&str>) -> Result<bool, sqlx::Error> {
     // First the contact, then its jobs: the order every writer of heads takes them in.
     lock_contact(tx, job.contact_id).await?;
     let ended = sqlx::query(
@@ -64,7 +68,7 @@ async fn end_job(tx: &mut Conn, job: &ClaimedJob, state: &str, error: Option<&st
 
 /// An outbound message's outcome goes back to the platform: queued in the same transaction
 /// that records it, so a crash cannot lose the report.
-async fn report_outcome(tx: &mut Conn, job: &ClaimedJob) -> Result<(), sqlx::Error> {
+async fn report_outcome(tx: &mut Conn, job: &JobKey) -> Result<(), sqlx::Error> {
     if job.kind == JobKind::DeliverOutbound {
         insert(tx, &job.message_id, job.contact_id, JobKind::ReportStatus, now_ms()).await?;
     }
@@ -81,8 +85,9 @@ impl Engine {
         job: &ClaimedJob,
         platform_event_id: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let (job, event) = (job.clone(), platform_event_id.map(str::to_string));
+        let (job, event) = (job.key(), platform_event_id.map(str::to_string));
         self.write(move |tx| {
+            let (job, event) = (job.clone(), event.clone());
             Box::pin(async move {
                 let done = end_job(tx, &job, "done", None).await?;
                 if done && job.kind.decides_message_status() {
@@ -104,8 +109,9 @@ impl Engine {
     }
 
     pub(in crate::store) async fn reschedule_job(&self, job: &ClaimedJob, due_at: i64, error: &str) -> Result<bool, StoreError> {
-        let (job, error) = (job.clone(), error.to_string());
+        let (job, error) = (job.key(), error.to_string());
         self.write(move |tx| {
+            let (job, error) = (job.clone(), error.clone());
             Box::pin(async move {
                 let rescheduled = sqlx::query(
                     "UPDATE jobs SET state = 'pending', due_at = $1, last_error = $2, claim_token = NULL
@@ -138,8 +144,9 @@ impl Engine {
         code: Option<&ErrorCode>,
         error: &str,
     ) -> Result<bool, StoreError> {
-        let (job, code, error) = (job.clone(), code.cloned(), error.to_string());
+        let (job, code, error) = (job.key(), code.cloned(), error.to_string());
         self.write(move |tx| {
+            let (job, code, error) = (job.clone(), code.clone(), error.clone());
             Box::pin(async move {
                 let failed = end_job(tx, &job, "failed", Some(&error)).await?;
                 if failed && job.kind.decides_message_status() {
@@ -158,8 +165,9 @@ impl Engine {
     }
 
     pub(in crate::store) async fn renew_lease(&self, job: &ClaimedJob, lease_ms: i64) -> Result<bool, StoreError> {
-        let job = job.clone();
+        let job = job.key();
         self.write(move |tx| {
+            let job = job.clone();
             Box::pin(async move {
                 let renewed = sqlx::query("UPDATE jobs SET due_at = $1 WHERE id = $2 AND claim_token = $3 AND state = 'running'")
                     .bind(now_ms() + lease_ms)
@@ -179,8 +187,9 @@ impl Engine {
         if jobs.is_empty() {
             return Ok(0);
         }
-        let jobs = jobs.to_vec();
+        let jobs: Vec<JobKey> = jobs.iter().map(ClaimedJob::key).collect();
         self.write(move |tx| {
+            let jobs = jobs.clone();
             Box::pin(async move {
                 let mut released = 0;
                 for job in &jobs {
@@ -204,6 +213,7 @@ impl Engine {
     pub(in crate::store) async fn retry_message(&self, message_id: &BridgeMessageId) -> Result<bool, StoreError> {
         let message_id = message_id.clone();
         self.write(move |tx| {
+            let message_id = message_id.clone();
             Box::pin(async move {
                 let Some(contact) = sqlx::query("SELECT contact_id FROM messages WHERE id = $1")
                     .bind(&message_id)
@@ -261,7 +271,8 @@ impl Engine {
     }
 }
 
-/// `Engine::claim_jobs`'s writes.
+/// `Engine::claim_jobs`'s writes, and the reads that give each job its message and contact: a
+/// fixed number of statements per claim, however many jobs it takes.
 async fn claim_on(tx: &mut Conn, lease_ms: i64, limit: u32) -> Result<Vec<ClaimedJob>, StoreError> {
     let now = now_ms();
     let token = uuid::Uuid::new_v4().to_string();
@@ -272,27 +283,68 @@ async fn claim_on(tx: &mut Conn, lease_ms: i64, limit: u32) -> Result<Vec<Claime
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    // A message's attempts are its delivery's, not those of the report of its outcome.
+    sqlx::query(
+        "UPDATE messages SET attempts = (
+             SELECT MAX(j.attempts) FROM jobs j WHERE j.message_id = messages.id AND j.claim_token = $1 AND j.kind != 'report_status')
+         WHERE id IN (SELECT message_id FROM jobs WHERE claim_token = $1 AND kind != 'report_status')",
+    )
+    .bind(&token)
+    .execute(&mut *tx)
+    .await?;
+    let messages: HashMap<BridgeMessageId, MessageRecord> =
+        sqlx::query(select_messages!("WHERE id IN (SELECT message_id FROM jobs WHERE claim_token = $1)"))
+            .bind(&token)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| {
+                let message = message_from_row(row);
+                (message.id.clone(), message)
+            })
+            .collect();
+    let mut links: HashMap<ContactId, ContactLinks> = HashMap::new();
+    for row in sqlx::query(
+        "SELECT contact_id, platform, kind, value FROM contact_links
+         WHERE contact_id IN (SELECT contact_id FROM jobs WHERE claim_token = $1)",
+    )
+    .bind(&token)
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        links.entry(row.get(0)).or_default().insert((row.get(1), row.get(2)), row.get(3));
+    }
+    let contacts: HashMap<ContactId, Contact> =
+        sqlx::query(select_contacts!("WHERE id IN (SELECT contact_id FROM jobs WHERE claim_token = $1)"))
+            .bind(&token)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| {
+                let mut contact = contact_from_row(row);
+                contact.links = links.remove(&contact.id).unwrap_or_default();
+                (contact.id, contact)
+            })
+            .collect();
     let mut jobs = Vec::with_capacity(rows.len());
     for row in rows {
-        let id: i64 = row.get(0);
         let message_id: BridgeMessageId = row.get(1);
-        let attempt: i64 = row.get(4);
+        let contact_id: ContactId = row.get(2);
         let kind: String = row.get(3);
         let kind = JobKind::parse(&kind).ok_or_else(|| StoreError::NotFound(format!("job kind {kind}")))?;
-        // A message's attempts are its delivery's, not those of the report of its outcome.
-        if kind.decides_message_status() {
-            sqlx::query("UPDATE messages SET attempts = $1 WHERE id = $2")
-                .bind(attempt)
-                .bind(&message_id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let message = messages.get(&message_id).cloned().ok_or_else(|| StoreError::NotFound(format!("message {message_id}")))?;
+        let contact = contacts.get(&contact_id).cloned().ok_or_else(|| StoreError::NotFound(format!("contact {contact_id}")))?;
         jobs.push(ClaimedJob {
-            id,
+            id: row.get(0),
             message_id,
-            contact_id: row.get(2),
+            contact_id,
             kind,
-            attempt: attempt as u32,
+            attempt: row.get::<i64, _>(4) as u32,
+            message,
+            contact,
             claim_token: token.clone(),
         });
     }

@@ -20,7 +20,11 @@ use crate::store::{Accepted, MessageRecord, NewMessage, OwnedMessage, StoreError
 
 impl Engine {
     pub(in crate::store) async fn accept(&self, owned: OwnedMessage) -> Result<Accepted, StoreError> {
-        self.write(move |conn| Box::pin(async move { accept_on(conn, &owned.borrow()).await })).await
+        self.write(move |conn| {
+            let owned = owned.clone();
+            Box::pin(async move { accept_on(conn, &owned.borrow(), owned.prune).await })
+        })
+        .await
     }
 
     pub(in crate::store) async fn message(&self, id: &BridgeMessageId) -> Result<MessageRecord, StoreError> {
@@ -179,6 +183,7 @@ impl Engine {
     ) -> Result<(), StoreError> {
         let message_id = message_id.clone();
         self.write(move |tx| {
+            let message_id = message_id.clone();
             Box::pin(async move {
                 sqlx::query("UPDATE messages SET parts_sent = $1 WHERE id = $2")
                     .bind(parts_sent)
@@ -213,24 +218,32 @@ async fn stored_id(tx: &mut Conn, source: &str, external_id: &str) -> Result<Opt
 /// `Engine::accept`'s writes. Another instance may be storing the same message at this moment:
 /// the unique constraints decide, and the loser reports the winner's message as a duplicate
 /// (`StoreError::AlreadyStored` undoes everything this attempt wrote).
-async fn accept_on(tx: &mut Conn, m: &NewMessage<'_>) -> Result<Accepted, StoreError> {
+/// `prune`: also delete the expired nonces and keys (housekeeping, done at most once a second;
+/// an expired one still present is simply replaced).
+async fn accept_on(tx: &mut Conn, m: &NewMessage<'_>, prune: bool) -> Result<Accepted, StoreError> {
     if let Some(id) = stored_id(tx, m.source, m.external_id).await? {
         return Ok(Accepted::Duplicate(id));
     }
     let now = now_ms();
     if let Some(nonce) = m.nonce {
-        sqlx::query("DELETE FROM webhook_nonces WHERE source = $1 AND seen_at < $2")
-            .bind(m.source)
-            .bind(now - nonce.retain_ms)
-            .execute(&mut *tx)
-            .await?;
-        let fresh = sqlx::query("INSERT INTO webhook_nonces (source, nonce, seen_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-            .bind(m.source)
-            .bind(nonce.value)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
+        if prune {
+            sqlx::query("DELETE FROM webhook_nonces WHERE source = $1 AND seen_at < $2")
+                .bind(m.source)
+                .bind(now - nonce.retain_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let fresh = sqlx::query(
+            "INSERT INTO webhook_nonces (source, nonce, seen_at) VALUES ($1, $2, $3)
+             ON CONFLICT (source, nonce) DO UPDATE SET seen_at = excluded.seen_at WHERE webhook_nonces.seen_at < $4",
+        )
+        .bind(m.source)
+        .bind(nonce.value)
+        .bind(now)
+        .bind(now - nonce.retain_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
             == 1;
         if !fresh {
             // The same push retried at the same moment on another instance (same nonce): that
@@ -281,7 +294,7 @@ async fn accept_on(tx: &mut Conn, m: &NewMessage<'_>) -> Result<Accepted, StoreE
     }
     jobs::insert(tx, &id, contact_id, m.kind, now).await?;
     if let Some(key) = &m.idempotency {
-        idempotency::record(tx, key, &id, now).await?;
+        idempotency::record(tx, key, &id, now, prune).await?;
     }
     Ok(Accepted::New(id))
 }
