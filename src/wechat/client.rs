@@ -126,6 +126,9 @@ pub struct WeChatClient {
     app_secret: Secret,
     store: Store,
     refresh: tokio::sync::Mutex<RefreshState>,
+    /// The token this process last read or stored, with its expiry (Unix ms): every send needs
+    /// it, and the database is asked only when it is missing, near expiry or rejected.
+    cached: std::sync::Mutex<Option<(String, i64)>>,
     /// Counts WeChat's errors and token fetches.
     metrics: Metrics,
 }
@@ -157,6 +160,7 @@ impl WeChatClient {
             app_secret,
             store,
             refresh: tokio::sync::Mutex::new(RefreshState::default()),
+            cached: std::sync::Mutex::new(None),
             metrics: Metrics::default(),
         }
     }
@@ -267,9 +271,15 @@ impl WeChatClient {
             let left = expires_at - now_ms();
             Some(token.as_str()) != bad && (left > REFRESH_MARGIN_MS || (lenient && left > 0))
         };
+        if let Some(cached) = self.cached_token()
+            && usable(&cached, false)
+        {
+            return Ok(cached.0);
+        }
         if let Some(stored) = self.store.access_token(&self.app_id).await?
             && usable(&stored, false)
         {
+            self.remember(&stored);
             return Ok(stored.0);
         }
         // Single-flight (§5.4.3): one fetch per process, and one per database among instances
@@ -279,6 +289,7 @@ impl WeChatClient {
         let stored = self.store.access_token(&self.app_id).await?;
         let just_fetched = state.fetched_at.is_some_and(|t| t.elapsed() < MIN_REFETCH_INTERVAL);
         if let Some(stored) = stored.as_ref().filter(|s| usable(s, just_fetched)) {
+            self.remember(stored);
             return Ok(stored.0.clone());
         }
         let reason = if bad.is_some() { TokenRefresh::Invalid } else { TokenRefresh::Expiry };
@@ -296,6 +307,22 @@ impl WeChatClient {
         }
     }
 
+    fn cached_token(&self) -> Option<(String, i64)> {
+        self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn remember(&self, token: &(String, i64)) {
+        *self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(token.clone());
+    }
+
+    /// Drops the cached token if it is `rejected` (a newer one stays).
+    fn forget(&self, rejected: &str) {
+        let mut cached = self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cached.as_ref().is_some_and(|(token, _)| token == rejected) {
+            *cached = None;
+        }
+    }
+
     /// `force_refresh=true` after `bad` was rejected twice; `None` when the §5.2 limits forbid it
     /// now (then the token error stands and the caller retries later).
     async fn force_token(&self, bad: &str) -> Result<Option<String>, WeChatError> {
@@ -305,7 +332,9 @@ impl WeChatClient {
             && token != bad
             && expires_at > now_ms()
         {
-            return Ok(Some(token)); // another caller replaced it meanwhile
+            // Another caller replaced it meanwhile.
+            self.remember(&(token.clone(), expires_at));
+            return Ok(Some(token));
         }
         while state.forced.front().is_some_and(|t| t.elapsed() >= DAY) {
             state.forced.pop_front();
@@ -329,7 +358,9 @@ impl WeChatClient {
         let (Some(token), Some(expires_in)) = (token, answer["expires_in"].as_i64()) else {
             return Err(WeChatError::Decode("stable_token answer without access_token/expires_in".into()));
         };
-        self.store.save_access_token(&self.app_id, token, now_ms() + expires_in * 1000).await?;
+        let expires_at = now_ms() + expires_in * 1000;
+        self.store.save_access_token(&self.app_id, token, expires_at).await?;
+        self.remember(&(token.to_string(), expires_at));
         state.fetched_at = Some(Instant::now());
         self.metrics.token_refreshed(reason);
         tracing::info!(expires_in, force, "fetched a WeChat access_token");
@@ -352,12 +383,14 @@ impl WeChatClient {
             other => return other,
         };
         tracing::info!(errcode = err.code(), "access_token rejected; refreshing");
+        self.forget(&used);
         self.store.invalidate_access_token(&self.app_id, &used).await?;
         let used = self.token_other_than(Some(&used)).await?;
         let err = match call(used.clone()).await {
             Err(e) if e.is_token_error() => e,
             other => return other,
         };
+        self.forget(&used);
         self.store.invalidate_access_token(&self.app_id, &used).await?;
         match self.force_token(&used).await? {
             Some(token) => call(token).await,
