@@ -175,20 +175,21 @@ impl Worker {
         }
     }
 
-    async fn attempt(&self, job: &ClaimedJob) -> Result<String, DeliveryError> {
-        match job.kind {
-            JobKind::DeliverInbound => self.deliver_inbound(job).await,
-            JobKind::DeliverOutbound => self.deliver_outbound(job).await,
-            JobKind::ReportStatus => self.report_status(job).await,
-        }
+    async fn attempt(&self, job: &ClaimedJob) -> Result<Delivered, DeliveryError> {
+        let event_id = match job.kind {
+            JobKind::DeliverInbound => self.deliver_inbound(job).await?,
+            JobKind::DeliverOutbound => return self.deliver_outbound(job).await,
+            JobKind::ReportStatus => self.report_status(job).await?,
+        };
+        Ok(Delivered { event_id, last_part: None })
     }
 
-    async fn record(&self, job: &ClaimedJob, outcome: Result<String, DeliveryError>) -> Result<(), StoreError> {
+    async fn record(&self, job: &ClaimedJob, outcome: Result<Delivered, DeliveryError>) -> Result<(), StoreError> {
         let attempt = Attempt::of(&outcome, job.attempt >= self.config.max_attempts);
         match outcome {
-            Ok(event_id) => {
+            Ok(Delivered { event_id, last_part }) => {
                 tracing::info!(job = job.id, event = %event_id, "delivered");
-                self.store.complete_job(job, Some(&event_id)).await?;
+                self.store.complete_job_after_parts(job, Some(&event_id), last_part).await?;
             }
             Err(DeliveryError::Permanent { code, reason }) => {
                 tracing::warn!(job = job.id, code = ?code, error = %reason, "delivery failed for good");
@@ -221,17 +222,23 @@ impl Worker {
 
     /// Sends the parts not yet sent, recording each as it is accepted, so a retry after a
     /// failure in the middle of a long text resumes there instead of repeating earlier parts.
-    async fn deliver_outbound(&self, job: &ClaimedJob) -> Result<String, DeliveryError> {
+    /// The last part is recorded with the delivery itself (one write fewer per message).
+    async fn deliver_outbound(&self, job: &ClaimedJob) -> Result<Delivered, DeliveryError> {
         let (record, contact) = (&job.message, &job.contact);
         let outbound = outbound_record(&record.payload)?;
         let parts: Vec<_> = outbound.pieces().flat_map(|piece| self.channel.split(piece)).collect();
         let done = record.parts_sent.max(0) as usize;
         self.channel.check_window(contact, parts.len().saturating_sub(done))?;
+        let mut last_part = None;
         for (i, part) in parts.iter().enumerate().skip(done) {
             self.channel.send(contact, part).await?;
-            self.store.record_part_sent(&record.id, contact.id, i as i64 + 1).await?;
+            let sent = i as i64 + 1;
+            if i + 1 < parts.len() {
+                self.store.record_part_sent(&record.id, contact.id, sent).await?;
+            }
+            last_part = Some(sent);
         }
-        Ok(outbound.platform_event_id)
+        Ok(Delivered { event_id: outbound.platform_event_id, last_part })
     }
 
     async fn report_status(&self, job: &ClaimedJob) -> Result<String, DeliveryError> {
@@ -252,6 +259,13 @@ impl Worker {
         };
         self.platform.report_status(contact, &outbound.conversation_id, &report).await
     }
+}
+
+/// A successful attempt: the id the other side gave the message, and for an outbound message
+/// the number of its last part sent by this attempt (recorded with the completion).
+struct Delivered {
+    event_id: String,
+    last_part: Option<i64>,
 }
 
 /// A panic's message, when it has one.

@@ -241,6 +241,12 @@ impl Store {
             && self.last_prune_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
     }
 
+    /// The job succeeded: the message is delivered (with the id the other side gave it).
+    /// Returns false when the lease had been lost and another worker owns the job now.
+    pub async fn complete_job(&self, job: &ClaimedJob, platform_event_id: Option<&str>) -> Result<bool, StoreError> {
+        self.complete_job_after_parts(job, platform_event_id, None).await
+    }
+
     /// Held while this instance fetches a new WeChat access token for `app_id`: instances
     /// sharing the database refresh one at a time (the others wait, then read the new token).
     pub async fn token_refresh_lock(&self, app_id: &str) -> Result<TokenRefreshLock, StoreError> {
@@ -355,9 +361,11 @@ delegate! {
     /// reads only due heads, however long the backlog. A job whose lease ran out (its worker
     /// died) is due again.
     pub async fn claim_jobs(&self, lease_ms: i64, limit: u32) -> Result<Vec<ClaimedJob>, StoreError>;
-    /// The job succeeded: the message is delivered (with the id the other side gave it).
-    /// Returns false when the lease had been lost and another worker owns the job now.
-    pub async fn complete_job(&self, job: &ClaimedJob, platform_event_id: Option<&str>) -> Result<bool, StoreError>;
+    /// The job succeeded: the message is delivered (with the id the other side gave it), and
+    /// for an outbound message `last_part` (its number) was the last part this attempt sent: it
+    /// is recorded as `record_part_sent` would, in the same write. Returns false when the lease
+    /// had been lost and another worker owns the job now.
+    pub async fn complete_job_after_parts(&self, job: &ClaimedJob, platform_event_id: Option<&str>, last_part: Option<i64>) -> Result<bool, StoreError>;
     /// The attempt failed but may succeed later: run again at `due_at`.
     pub async fn reschedule_job(&self, job: &ClaimedJob, due_at: i64, error: &str) -> Result<bool, StoreError>;
     /// The job cannot succeed (a permanent error, or too many attempts): mark it and its message

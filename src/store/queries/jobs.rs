@@ -80,10 +80,11 @@ impl Engine {
         self.write(move |tx| Box::pin(claim_on(tx, lease_ms, limit))).await
     }
 
-    pub(in crate::store) async fn complete_job(
+    pub(in crate::store) async fn complete_job_after_parts(
         &self,
         job: &ClaimedJob,
         platform_event_id: Option<&str>,
+        last_part: Option<i64>,
     ) -> Result<bool, StoreError> {
         let (job, event) = (job.key(), platform_event_id.map(str::to_string));
         self.write(move |tx| {
@@ -93,13 +94,21 @@ impl Engine {
                 if done && job.kind.decides_message_status() {
                     sqlx::query(
                         "UPDATE messages SET status = 'delivered', delivered_at = $1, platform_event_id = COALESCE($2, platform_event_id),
-                         last_error = NULL, error_code = NULL WHERE id = $3",
+                         last_error = NULL, error_code = NULL, parts_sent = COALESCE($3, parts_sent) WHERE id = $4",
                     )
                     .bind(now_ms())
                     .bind(event)
+                    .bind(last_part)
                     .bind(&job.message_id)
                     .execute(&mut *tx)
                     .await?;
+                    if last_part.is_some() {
+                        // The last part counts against the reply window like the others.
+                        sqlx::query("UPDATE contacts SET window_sends = window_sends + 1 WHERE id = $1")
+                            .bind(job.contact_id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     report_outcome(tx, &job).await?;
                 }
                 Ok(done)
