@@ -253,19 +253,12 @@ impl Store {
         on_engine!(self, e => e.token_refresh_lock(app_id).await)
     }
 
-    /// The SQLite pool (tests and `bench` reach the file directly).
-    pub fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
+    /// The SQLite pool (the migration tests reach the file directly).
+    #[cfg(test)]
+    fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
         match &self.engine {
             Engine::Sqlite(e) => Some(&e.pool),
             Engine::Postgres(_) => None,
-        }
-    }
-
-    /// The PostgreSQL pool (tests).
-    pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
-        match &self.engine {
-            Engine::Postgres(e) => Some(&e.pool),
-            Engine::Sqlite(_) => None,
         }
     }
 }
@@ -417,7 +410,6 @@ delegate! {
 }
 
 /// `NewMessage` owned, to travel to the writer task.
-#[derive(Clone)]
 pub(crate) struct OwnedMessage {
     channel: String,
     channel_id: String,
@@ -436,7 +428,6 @@ pub(crate) struct OwnedMessage {
 }
 
 /// `IdempotencyKey` owned.
-#[derive(Clone)]
 struct OwnedKey {
     scope: String,
     key: String,

@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::{StoreError, now_ms};
@@ -55,8 +54,7 @@ impl Engine {
         T: Send + 'static,
         F: for<'c> Fn(&'c mut Conn) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
     {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = self.pool.begin().await?;
         let result = op(&mut tx).await;
         match result {
             Ok(value) => {

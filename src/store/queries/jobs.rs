@@ -5,7 +5,7 @@ use sqlx::Row;
 use std::collections::HashMap;
 
 use super::super::{Conn, Engine, dialect};
-use super::{contact_from_row, lock_contact, message_from_row, select_contacts, select_messages};
+use super::{contact_from_row, count_window_send, lock_contact, message_from_row, select_contacts, select_messages};
 use crate::relay::ids::{BridgeMessageId, ContactId, ErrorCode};
 use crate::relay::message::{Contact, ContactLinks};
 use crate::store::jobs::JobKey;
@@ -104,10 +104,7 @@ impl Engine {
                     .await?;
                     if last_part.is_some() {
                         // The last part counts against the reply window like the others.
-                        sqlx::query("UPDATE contacts SET window_sends = window_sends + 1 WHERE id = $1")
-                            .bind(job.contact_id)
-                            .execute(&mut *tx)
-                            .await?;
+                        count_window_send(tx, job.contact_id).await?;
                     }
                     report_outcome(tx, &job).await?;
                 }

@@ -20,6 +20,8 @@ use crate::store::{Accepted, MessageRecord, NewMessage, OwnedMessage, StoreError
 
 impl Engine {
     pub(in crate::store) async fn accept(&self, owned: OwnedMessage) -> Result<Accepted, StoreError> {
+        // Shared, not copied, with each run of the write (a batch may run it twice).
+        let owned = std::sync::Arc::new(owned);
         self.write(move |conn| {
             let owned = owned.clone();
             Box::pin(async move { accept_on(conn, &owned.borrow(), owned.prune).await })
@@ -190,10 +192,7 @@ impl Engine {
                     .bind(&message_id)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("UPDATE contacts SET window_sends = window_sends + 1 WHERE id = $1")
-                    .bind(contact_id)
-                    .execute(&mut *tx)
-                    .await?;
+                count_window_send(tx, contact_id).await?;
                 Ok(())
             })
         })
@@ -319,6 +318,12 @@ async fn record_window(tx: &mut Conn, contact_id: ContactId, change: WindowChang
         WindowChange::Close => sqlx::query("UPDATE contacts SET window_until = $1 WHERE id = $2").bind(now).bind(contact_id),
     };
     query.execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// One more reply sent in the contact's window (its quota, `wechat-api.md` §6.2).
+async fn count_window_send(tx: &mut Conn, contact_id: ContactId) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE contacts SET window_sends = window_sends + 1 WHERE id = $1").bind(contact_id).execute(&mut *tx).await?;
     Ok(())
 }
 
