@@ -305,3 +305,11 @@ pub async fn admin_get(address: &str, path: &str) -> Value {
         .await
         .unwrap()
 }
+
+/// After a `kill9`: lets the requests the killed process had already written to its sockets reach
+/// the simulators, so a count taken next includes them. A delivery the kill cut off is repeated
+/// only after its lease (10 s), so such a count still separates the two copies (a CI run under
+/// load counted an instant too early and took a legitimate redelivery for an error).
+pub async fn let_in_flight_requests_land() {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}

@@ -210,6 +210,7 @@ async fn kill_9_mid_traffic_loses_nothing_acknowledged_in_either_direction() {
     wait_until("1,000 pushes acknowledged", || counts.acknowledged.load(Ordering::Relaxed) >= KILL_AFTER_PUSHES).await;
     bridge.kill9();
     let acked_at_kill = counts.acknowledged.load(Ordering::Relaxed);
+    binary::let_in_flight_requests_land().await;
     let boundary = inbound_count(&sims);
     let restarted = Instant::now();
     bridge = restart(&mut env, &log, &sims, &webhook).await;
@@ -273,6 +274,7 @@ async fn kill_9_mid_traffic_loses_nothing_acknowledged_in_either_direction() {
     wait_until("500 replies acknowledged", || replies_acknowledged(&sims, &reply_to).0.len() >= KILL_AFTER_REPLIES).await;
     bridge.kill9();
     let replies_at_kill = replies_acknowledged(&sims, &reply_to).0.len();
+    binary::let_in_flight_requests_land().await;
     let boundary = sims.wechat.sent().len();
     let restarted = Instant::now();
     bridge = restart(&mut env, &log, &sims, &webhook).await;

@@ -402,12 +402,7 @@ async fn three_instances_on_one_database_relay_exactly_once_in_order_through_a_k
     bridges[KILLED].kill9();
     let acknowledged_at_kill = counts.acknowledged.load(Ordering::Relaxed);
     let killed_at = Instant::now();
-    // A request the killed process had already written to its socket still reaches the
-    // simulator after the kill: count the copies once those have landed. The other instances
-    // deliver its jobs again only after their lease (10 s), so the boundary still falls between
-    // the two copies of a delivery the kill cut off (a CI run saw the first copy land just after
-    // an immediate count).
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    binary::let_in_flight_requests_land().await;
     let boundary = inbound_count(&sims);
     let mut pushed = Vec::new();
     for sender in senders {
