@@ -13,12 +13,10 @@ mod outbox_stats;
 mod postgres;
 mod sqlite;
 pub mod testing;
-mod writer;
 
 use std::str::FromStr;
 
 use sqlx::postgres::PgConnectOptions;
-use sqlx::sqlite::SqliteConnectOptions;
 
 use crate::relay::ids::{BridgeMessageId, ContactId, ErrorCode};
 use crate::relay::message::{Contact, Direction, MessageStatus};
@@ -33,6 +31,11 @@ pub use outbox_stats::OutboxStats;
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database file (or a temporary one) could not be made, or the writer thread started.
+    #[error("database file: {0}")]
+    File(#[from] std::io::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0} not found")]
@@ -178,7 +181,7 @@ impl Store {
     /// `max_connections=N` query parameter sizes the pool; default 10).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
-            Self::connect_with(SqliteConnectOptions::from_str(url)?).await
+            Ok(Self::with(Engine::Sqlite(sqlite::Engine::connect(url).await?)))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let (url, max_connections) = postgres_pool_size(url)?;
             let engine = postgres::Engine::connect(PgConnectOptions::from_str(&url)?, max_connections).await?;
@@ -186,11 +189,6 @@ impl Store {
         } else {
             Err(StoreError::UnsupportedUrl)
         }
-    }
-
-    /// Opens an SQLite database with `options` (the bridge's pragmas are added).
-    pub async fn connect_with(options: SqliteConnectOptions) -> Result<Self, StoreError> {
-        Ok(Self::with(Engine::Sqlite(sqlite::Engine::connect(options).await?)))
     }
 
     fn with(engine: Engine) -> Self {
@@ -253,11 +251,11 @@ impl Store {
         on_engine!(self, e => e.token_refresh_lock(app_id).await)
     }
 
-    /// The SQLite pool (the migration tests reach the file directly).
+    /// A pool of sqlx's on the SQLite file (the migration tests reach the file directly).
     #[cfg(test)]
-    fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
+    async fn sqlite_pool(&self) -> Option<sqlx::SqlitePool> {
         match &self.engine {
-            Engine::Sqlite(e) => Some(&e.pool),
+            Engine::Sqlite(e) => Some(sqlx::SqlitePool::connect(&format!("sqlite://{}", e.path().display())).await.unwrap()),
             Engine::Postgres(_) => None,
         }
     }
@@ -682,7 +680,8 @@ mod tests {
         let store = Store::connect(&format!("sqlite://{}", dir.path().join("old.db").display())).await.unwrap();
         let mut before_links = sqlx::migrate!("./migrations/sqlite");
         before_links.migrations = before_links.migrations.iter().filter(|m| m.version < 7).cloned().collect();
-        before_links.run(store.sqlite_pool().unwrap()).await.unwrap();
+        let pool = store.sqlite_pool().await.unwrap();
+        before_links.run(&pool).await.unwrap();
         for (id, openid, user, conversation, member) in [
             (1, "o_one", Some("USR-1"), Some("CON-1"), Some("MEM-1")),
             (2, "o_two", Some("USR-2"), None, None),
@@ -698,7 +697,7 @@ mod tests {
             .bind(user)
             .bind(conversation)
             .bind(member)
-            .execute(store.sqlite_pool().unwrap())
+            .execute(&pool)
             .await
             .unwrap();
         }
@@ -720,7 +719,7 @@ mod tests {
         assert!(!store.has_link("vonage", "member", "USR-3").await.unwrap());
 
         let columns: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info('contacts')")
-            .fetch_all(store.sqlite_pool().unwrap())
+            .fetch_all(&pool)
             .await
             .unwrap()
             .iter()
@@ -728,7 +727,7 @@ mod tests {
             .collect();
         assert!(columns.iter().all(|c| !c.starts_with("platform_")), "{columns:?}");
         let indexes: i64 = sqlx::query("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN ('contacts_by_conversation', 'contacts_by_member')")
-            .fetch_one(store.sqlite_pool().unwrap())
+            .fetch_one(&pool)
             .await
             .unwrap()
             .get(0);
@@ -744,12 +743,13 @@ mod tests {
         let store = Store::connect(&format!("sqlite://{}", dir.path().join("heads.db").display())).await.unwrap();
         let mut before_heads = sqlx::migrate!("./migrations/sqlite");
         before_heads.migrations = before_heads.migrations.iter().filter(|m| m.version < 9).cloned().collect();
-        before_heads.run(store.sqlite_pool().unwrap()).await.unwrap();
+        let pool = store.sqlite_pool().await.unwrap();
+        before_heads.run(&pool).await.unwrap();
         for (id, openid) in [(1, "o_a"), (2, "o_b")] {
             sqlx::query("INSERT INTO contacts (id, channel, channel_id, account, created_at) VALUES (?, 'wechat', ?, 'gh', 0)")
                 .bind(id)
                 .bind(openid)
-                .execute(store.sqlite_pool().unwrap())
+                .execute(&pool)
                 .await
                 .unwrap();
         }
@@ -773,7 +773,7 @@ mod tests {
             .bind(&message)
             .bind(contact)
             .bind(&message)
-            .execute(store.sqlite_pool().unwrap())
+            .execute(&pool)
             .await
             .unwrap();
             sqlx::query(
@@ -785,7 +785,7 @@ mod tests {
             .bind(lane)
             .bind(kind)
             .bind(state)
-            .execute(store.sqlite_pool().unwrap())
+            .execute(&pool)
             .await
             .unwrap();
         }
@@ -802,7 +802,7 @@ mod tests {
         // failed: job 2 is older than job 5, which waits again (its attempt was handed back).
         assert!(store.claim_jobs(60_000, 10).await.unwrap().is_empty());
         sqlx::query("UPDATE jobs SET state = 'pending', due_at = 0, claim_token = NULL WHERE id = 5")
-            .execute(store.sqlite_pool().unwrap())
+            .execute(&pool)
             .await
             .unwrap();
         assert!(store.retry_message(&BridgeMessageId::from_raw("m2")).await.unwrap());
@@ -893,9 +893,10 @@ mod tests {
         let url = format!("sqlite://{}", path.display());
         let admin = Store::connect(&url).await.unwrap();
         admin.migrate().await.unwrap();
-        let pages: i64 = sqlx::query("PRAGMA page_count").fetch_one(admin.sqlite_pool().unwrap()).await.unwrap().get(0);
-        let limited = SqliteConnectOptions::from_str(&url).unwrap().pragma("max_page_count", (pages + 40).to_string());
-        let store = Store::connect_with(limited).await.unwrap();
+        let pool = admin.sqlite_pool().await.unwrap();
+        let pages: i64 = sqlx::query("PRAGMA page_count").fetch_one(&pool).await.unwrap().get(0);
+        let limited = sqlite::Engine::connect_with_pragmas(&url, &[("max_page_count", (pages + 40).to_string())]).await.unwrap();
+        let store = Store::with(Engine::Sqlite(limited));
         let payload = "x".repeat(3000);
         let mut full = 0;
         for i in 0..500 {
@@ -909,8 +910,8 @@ mod tests {
         assert_eq!(full, 20, "the page limit was never reached");
         assert!(store.ping().await.is_err(), "readiness must report a store that cannot write");
         // Space comes back: the filler messages are deleted by another connection.
-        sqlx::query("DELETE FROM jobs").execute(admin.sqlite_pool().unwrap()).await.unwrap();
-        sqlx::query("DELETE FROM messages").execute(admin.sqlite_pool().unwrap()).await.unwrap();
+        sqlx::query("DELETE FROM jobs").execute(&pool).await.unwrap();
+        sqlx::query("DELETE FROM messages").execute(&pool).await.unwrap();
         for i in 0..20 {
             let accepted = store.accept(&text_message(&format!("after{i}"), "small")).await;
             assert!(matches!(accepted, Ok(Accepted::New(_))), "write {i} after recovery: {accepted:?}");

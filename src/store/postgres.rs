@@ -19,6 +19,7 @@ use super::{StoreError, now_ms};
 #[path = "queries/mod.rs"]
 mod queries;
 
+pub(super) use sqlx::{Row, query};
 pub(super) type Conn = sqlx::PgConnection;
 pub(super) type DbRow = sqlx::postgres::PgRow;
 pub(super) type Pool = sqlx::PgPool;

@@ -1,11 +1,20 @@
 //! The embedded engine: one SQLite file in WAL mode with `synchronous = FULL`. One writer at a
-//! time, so every write goes through the group commit (`writer`): one transaction and one flush
-//! for whatever writes wait together.
+//! time, so every write goes through the group commit (`writer`): one thread owning the write
+//! connection, one transaction and one flush for whatever writes wait together. Reads and the
+//! few unbatched writes use `readers`. Statements run on rusqlite through `sql`, which gives them
+//! sqlx's shape so that `queries/` serves both engines; migrations stay sqlx's (the same
+//! `_sqlx_migrations` table as every earlier version, so existing files upgrade in place).
 
+mod readers;
+mod sql;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::ConnectOptions as _;
 
 use super::{StoreError, now_ms};
 
@@ -14,44 +23,76 @@ use super::{StoreError, now_ms};
 #[path = "queries/mod.rs"]
 mod queries;
 
-pub(super) type Conn = sqlx::SqliteConnection;
-pub(super) type DbRow = sqlx::sqlite::SqliteRow;
-pub(super) type Pool = sqlx::SqlitePool;
+pub(super) use sql::{Conn, DbRow, Row, query};
 
 /// The store on SQLite.
 #[derive(Debug, Clone)]
 pub(crate) struct Engine {
-    pub(super) pool: Pool,
-    /// Every write goes through it: one commit for whatever writes wait together.
-    writer: super::writer::Writer,
+    /// Reads and unbatched writes (named as PostgreSQL's pool, for `queries/`).
+    pub(super) pool: readers::Readers,
+    /// Every batched write goes through it: one commit for whatever writes wait together.
+    writer: writer::Writer,
+    path: PathBuf,
+    /// `sqlite::memory:` is a private temporary file, deleted with the last clone.
+    _temporary: Option<Arc<tempfile::TempDir>>,
+}
+
+/// Where the data lives, from `sqlite://PATH` (`sqlite:PATH`; `sqlite::memory:` or no path: a
+/// private temporary database). Query parameters are ignored: the bridge sets its own pragmas.
+pub(super) fn path_of(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+/// Opens a connection with the bridge's pragmas (`durable`: `synchronous = FULL`, else OFF for a
+/// temporary database) and any `extra` ones (tests: a page limit).
+fn open(path: &Path, durable: bool, extra: &[(&str, String)]) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+    // FULL: a committed accept survives power loss, not only a process crash.
+    conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "OFF" })?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    for (name, value) in extra {
+        conn.pragma_update(None, name, value)?;
+    }
+    // Every statement of the store stays prepared (about 60 distinct ones).
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(conn)
 }
 
 impl Engine {
-    /// Opens the database with `options` (the bridge's pragmas are added).
-    pub(super) async fn connect(options: SqliteConnectOptions) -> Result<Self, StoreError> {
-        let options = options
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a committed accept survives power loss, not only a process crash.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            // A connection whose ROLLBACK failed (SQLite already rolled back by itself after a
-            // full disk or an I/O error) keeps sqlx's transaction depth above zero, and every later
-            // `BEGIN` on it fails. Drop such a connection instead of handing it out again. The
-            // pool pings a connection before this check, which runs any rollback still queued
-            // by a dropped transaction first, so a healthy connection is never thrown away.
-            .before_acquire(|conn, _meta| Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) }))
-            .connect_with(options)
-            .await?;
-        let writer = super::writer::Writer::start(pool.clone());
-        Ok(Self { pool, writer })
+    /// Opens (creating it if missing) the database at `url`.
+    pub(super) async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with_pragmas(url, &[]).await
+    }
+
+    /// As `connect`, with `extra` pragmas on the write connection.
+    pub(super) async fn connect_with_pragmas(url: &str, extra: &[(&str, String)]) -> Result<Self, StoreError> {
+        let (path, temporary) = match path_of(url) {
+            Some(path) => (path, None),
+            None => {
+                let dir = tempfile::Builder::new().prefix("wechat-bridge-memory-").tempdir()?;
+                (dir.path().join("memory.db"), Some(Arc::new(dir)))
+            }
+        };
+        let durable = temporary.is_none();
+        let conn = open(&path, durable, extra)?;
+        let writer = writer::Writer::start(conn, path.clone(), durable)?;
+        Ok(Self { pool: readers::Readers::new(path.clone(), durable), writer, path, _temporary: temporary })
     }
 
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&self.path)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(5))
+            .connect()
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
+        sqlx::Connection::close(conn).await?;
         Ok(())
     }
 
@@ -64,21 +105,33 @@ impl Engine {
         self.writer.write(op).await
     }
 
-    /// Two checks, because neither alone sees every failure: 16 KB of room is allocated inside a
-    /// transaction that is rolled back (a database that cannot grow fails here at once), and one
-    /// row is rewritten and committed (a full disk or an I/O error fails the commit's write-ahead
-    /// log append).
+    /// Two checks, because neither alone sees every failure: 16 KB of room is allocated and
+    /// rolled back (a database that cannot grow fails here at once), and one row is rewritten
+    /// and committed (a full disk or an I/O error fails the commit's write-ahead log append).
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("INSERT INTO readiness_probe (pad) VALUES (zeroblob(16384))").execute(&mut *tx).await?;
-        tx.rollback().await?;
-        sqlx::query(READINESS).bind(now_ms()).execute(&self.pool).await?;
-        Ok(())
+        self.write(|tx| {
+            Box::pin(async move {
+                query("SAVEPOINT probe").execute(&mut *tx).await?;
+                let grown = query("INSERT INTO readiness_probe (pad) VALUES (zeroblob(16384))").execute(&mut *tx).await;
+                query("ROLLBACK TO probe").execute(&mut *tx).await?;
+                query("RELEASE probe").execute(&mut *tx).await?;
+                grown?;
+                query(READINESS).bind(now_ms()).execute(&mut *tx).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// One instance per file: nothing to share with another process.
     pub(super) async fn token_refresh_lock(&self, _app_id: &str) -> Result<super::TokenRefreshLock, StoreError> {
         Ok(super::TokenRefreshLock::Process)
+    }
+
+    /// The file (tests reach it with a connection of their own).
+    #[cfg(test)]
+    pub(super) fn path(&self) -> &Path {
+        &self.path
     }
 }
 

@@ -1,15 +1,13 @@
 //! The admin API's read models (see `store/admin.rs`).
 
-use sqlx::Row;
-
-use super::super::{Engine, dialect};
+use super::super::{Engine, Row, dialect, query};
 use super::{message_from_row, select_messages};
 use crate::store::admin::links_from_json;
 use crate::store::{ConversationSummary, HealthFigures, MessageFilter, MessageRecord, StoreError};
 
 impl Engine {
     pub(in crate::store) async fn conversations(&self, limit: i64) -> Result<Vec<ConversationSummary>, StoreError> {
-        let rows = sqlx::query(dialect::CONVERSATIONS).bind(limit).fetch_all(&self.pool).await?;
+        let rows = query(dialect::CONVERSATIONS).bind(limit).fetch_all(&self.pool).await?;
         Ok(rows
             .iter()
             .map(|r| ConversationSummary {
@@ -27,7 +25,7 @@ impl Engine {
     }
 
     pub(in crate::store) async fn filtered_messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>, StoreError> {
-        let rows = sqlx::query(select_messages!(
+        let rows = query(select_messages!(
             "WHERE ($1 IS NULL OR direction = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR contact_id = $3)
                AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5)
              ORDER BY created_at DESC, id DESC LIMIT $6"
@@ -44,14 +42,14 @@ impl Engine {
     }
 
     pub(in crate::store) async fn health_figures(&self) -> Result<HealthFigures, StoreError> {
-        let counts = sqlx::query(
+        let counts = query(
             "SELECT COALESCE(SUM(CASE WHEN status = 'stored' THEN 1 ELSE 0 END), 0),
                     COALESCE(SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END), 0),
                     COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) FROM messages",
         )
         .fetch_one(&self.pool)
         .await?;
-        let mut latencies: Vec<i64> = sqlx::query(
+        let mut latencies: Vec<i64> = query(
             "SELECT delivered_at - created_at FROM messages WHERE status = 'delivered' AND delivered_at IS NOT NULL
              ORDER BY delivered_at DESC LIMIT 200",
         )
@@ -62,8 +60,8 @@ impl Engine {
         .collect();
         latencies.sort_unstable();
         let pct = |p: usize| (!latencies.is_empty()).then(|| latencies[(latencies.len() - 1) * p / 100]);
-        let token_expires_at = sqlx::query("SELECT MAX(expires_at) FROM access_tokens").fetch_one(&self.pool).await?.get(0);
-        let errors = sqlx::query(
+        let token_expires_at = query("SELECT MAX(expires_at) FROM access_tokens").fetch_one(&self.pool).await?.get(0);
+        let errors = query(
             "SELECT COALESCE(error_code, 'other'), COUNT(*) FROM messages WHERE status = 'failed' GROUP BY 1 ORDER BY 2 DESC LIMIT 20",
         )
         .fetch_all(&self.pool)

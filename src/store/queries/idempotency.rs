@@ -1,8 +1,6 @@
 //! `Idempotency-Key`s (see `store/idempotency.rs`).
 
-use sqlx::Row;
-
-use super::super::{Conn, Engine};
+use super::super::{Conn, Engine, Row, query};
 use crate::store::idempotency::RETAIN_MS;
 use crate::store::{IdempotencyKey, StoreError, StoredResponse, now_ms};
 
@@ -17,10 +15,10 @@ pub(super) async fn record(
     prune: bool,
 ) -> Result<(), StoreError> {
     if prune {
-        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1").bind(now - RETAIN_MS).execute(&mut *tx).await?;
+        query("DELETE FROM idempotency_keys WHERE created_at < $1").bind(now - RETAIN_MS).execute(&mut *tx).await?;
     }
     // A key past its retention that was not pruned yet is taken over.
-    let taken = sqlx::query(
+    let taken = query(
         "INSERT INTO idempotency_keys (scope, key, body_hash, response_status, response_body, created_at)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (scope, key) DO UPDATE SET body_hash = excluded.body_hash, response_status = excluded.response_status,
@@ -48,7 +46,7 @@ impl Engine {
         scope: &str,
         key: &str,
     ) -> Result<Option<StoredResponse>, StoreError> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT body_hash, response_status, response_body FROM idempotency_keys
              WHERE scope = $1 AND key = $2 AND created_at >= $3",
         )

@@ -1,10 +1,8 @@
 //! The outbox's statements (see `store/jobs.rs` for what jobs are).
 
-use sqlx::Row;
-
 use std::collections::HashMap;
 
-use super::super::{Conn, Engine, dialect};
+use super::super::{Conn, Engine, Row, dialect, query};
 use super::{contact_from_row, count_window_send, lock_contact, message_from_row, select_contacts, select_messages};
 use crate::relay::ids::{BridgeMessageId, ContactId, ErrorCode};
 use crate::relay::message::{Contact, ContactLinks};
@@ -17,10 +15,10 @@ pub(super) async fn insert(
     contact_id: ContactId,
     kind: JobKind,
     now: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), StoreError> {
     // The head of its lane when nothing older of the contact is unfinished (see `claim_on`).
     // The caller holds the contact's row (accept's upsert, `end_job`'s lock).
-    sqlx::query(
+    query(
         "INSERT INTO jobs (message_id, contact_id, lane, kind, state, due_at, created_at, head)
          VALUES ($1, $2, $3, $4, 'pending', $5, $5, CASE WHEN EXISTS (
              SELECT 1 FROM jobs e WHERE e.contact_id = $2 AND e.lane = $3 AND e.state IN ('pending', 'running')) THEN 0 ELSE 1 END)",
@@ -38,10 +36,10 @@ pub(super) async fn insert(
 /// Ends `job` as `state` (`done` or `failed`, with `error`) if this claim still holds it; the
 /// oldest unfinished job left in its contact's lane becomes the head, free to be claimed.
 /// False when the lease had been lost.
-async fn end_job(tx: &mut Conn, job: &JobKey, state: &str, error: Option<&str>) -> Result<bool, sqlx::Error> {
+async fn end_job(tx: &mut Conn, job: &JobKey, state: &str, error: Option<&str>) -> Result<bool, StoreError> {
     // First the contact, then its jobs: the order every writer of heads takes them in.
     lock_contact(tx, job.contact_id).await?;
-    let ended = sqlx::query(
+    let ended = query(
         "UPDATE jobs SET state = $1, head = 0, last_error = $2, claim_token = NULL
          WHERE id = $3 AND claim_token = $4 AND state = 'running'",
     )
@@ -54,7 +52,7 @@ async fn end_job(tx: &mut Conn, job: &JobKey, state: &str, error: Option<&str>) 
     .rows_affected()
         == 1;
     if ended {
-        sqlx::query(
+        query(
             "UPDATE jobs SET head = 1 WHERE id = (
                  SELECT MIN(id) FROM jobs WHERE contact_id = $1 AND lane = $2 AND state IN ('pending', 'running'))",
         )
@@ -68,7 +66,7 @@ async fn end_job(tx: &mut Conn, job: &JobKey, state: &str, error: Option<&str>) 
 
 /// An outbound message's outcome goes back to the platform: queued in the same transaction
 /// that records it, so a crash cannot lose the report.
-async fn report_outcome(tx: &mut Conn, job: &JobKey) -> Result<(), sqlx::Error> {
+async fn report_outcome(tx: &mut Conn, job: &JobKey) -> Result<(), StoreError> {
     if job.kind == JobKind::DeliverOutbound {
         insert(tx, &job.message_id, job.contact_id, JobKind::ReportStatus, now_ms()).await?;
     }
@@ -92,7 +90,7 @@ impl Engine {
             Box::pin(async move {
                 let done = end_job(tx, &job, "done", None).await?;
                 if done && job.kind.decides_message_status() {
-                    sqlx::query(
+                    query(
                         "UPDATE messages SET status = 'delivered', delivered_at = $1, platform_event_id = COALESCE($2, platform_event_id),
                          last_error = NULL, error_code = NULL, parts_sent = COALESCE($3, parts_sent) WHERE id = $4",
                     )
@@ -119,7 +117,7 @@ impl Engine {
         self.write(move |tx| {
             let (job, error) = (job.clone(), error.clone());
             Box::pin(async move {
-                let rescheduled = sqlx::query(
+                let rescheduled = query(
                     "UPDATE jobs SET state = 'pending', due_at = $1, last_error = $2, claim_token = NULL
                      WHERE id = $3 AND claim_token = $4 AND state = 'running'",
                 )
@@ -132,7 +130,7 @@ impl Engine {
                 .rows_affected()
                     == 1;
                 if rescheduled {
-                    sqlx::query("UPDATE messages SET last_error = $1 WHERE id = $2")
+                    query("UPDATE messages SET last_error = $1 WHERE id = $2")
                         .bind(&error)
                         .bind(&job.message_id)
                         .execute(&mut *tx)
@@ -156,7 +154,7 @@ impl Engine {
             Box::pin(async move {
                 let failed = end_job(tx, &job, "failed", Some(&error)).await?;
                 if failed && job.kind.decides_message_status() {
-                    sqlx::query("UPDATE messages SET status = 'failed', last_error = $1, error_code = $2 WHERE id = $3")
+                    query("UPDATE messages SET status = 'failed', last_error = $1, error_code = $2 WHERE id = $3")
                         .bind(&error)
                         .bind(&code)
                         .bind(&job.message_id)
@@ -175,7 +173,7 @@ impl Engine {
         self.write(move |tx| {
             let job = job.clone();
             Box::pin(async move {
-                let renewed = sqlx::query("UPDATE jobs SET due_at = $1 WHERE id = $2 AND claim_token = $3 AND state = 'running'")
+                let renewed = query("UPDATE jobs SET due_at = $1 WHERE id = $2 AND claim_token = $3 AND state = 'running'")
                     .bind(now_ms() + lease_ms)
                     .bind(job.id)
                     .bind(&job.claim_token)
@@ -199,7 +197,7 @@ impl Engine {
             Box::pin(async move {
                 let mut released = 0;
                 for job in &jobs {
-                    released += sqlx::query(
+                    released += query(
                         "UPDATE jobs SET state = 'pending', due_at = $1, claim_token = NULL
                          WHERE id = $2 AND claim_token = $3 AND state = 'running'",
                     )
@@ -221,15 +219,13 @@ impl Engine {
         self.write(move |tx| {
             let message_id = message_id.clone();
             Box::pin(async move {
-                let Some(contact) = sqlx::query("SELECT contact_id FROM messages WHERE id = $1")
-                    .bind(&message_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
+                let Some(contact) =
+                    query("SELECT contact_id FROM messages WHERE id = $1").bind(&message_id).fetch_optional(&mut *tx).await?
                 else {
                     return Ok(false);
                 };
                 lock_contact(tx, contact.get(0)).await?;
-                let retried = sqlx::query(
+                let retried = query(
                     "UPDATE jobs SET state = 'pending', due_at = $1, attempts = 0
                      WHERE message_id = $2 AND state = 'failed' AND kind != 'report_status'",
                 )
@@ -240,13 +236,13 @@ impl Engine {
                 .rows_affected()
                     > 0;
                 if retried {
-                    sqlx::query("UPDATE messages SET status = 'stored', attempts = 0 WHERE id = $1")
+                    query("UPDATE messages SET status = 'stored', attempts = 0 WHERE id = $1")
                         .bind(&message_id)
                         .execute(&mut *tx)
                         .await?;
                     // The revived job is older than the lane's current head: it goes first
                     // again, as before it failed (a running head finishes its attempt).
-                    sqlx::query(
+                    query(
                         "UPDATE jobs SET head = CASE WHEN id = (
                              SELECT MIN(e.id) FROM jobs e
                              WHERE e.contact_id = jobs.contact_id AND e.lane = jobs.lane AND e.state IN ('pending', 'running'))
@@ -265,15 +261,15 @@ impl Engine {
     }
 
     pub(in crate::store) async fn outbox_depth(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running')").fetch_one(&self.pool).await?.get(0))
+        Ok(query("SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running')").fetch_one(&self.pool).await?.get(0))
     }
 
     pub(in crate::store) async fn running_jobs(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) FROM jobs WHERE state = 'running'").fetch_one(&self.pool).await?.get(0))
+        Ok(query("SELECT COUNT(*) FROM jobs WHERE state = 'running'").fetch_one(&self.pool).await?.get(0))
     }
 
     pub(in crate::store) async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query("SELECT MIN(due_at) FROM jobs WHERE state IN ('pending', 'running')").fetch_one(&self.pool).await?.get(0))
+        Ok(query("SELECT MIN(due_at) FROM jobs WHERE state IN ('pending', 'running')").fetch_one(&self.pool).await?.get(0))
     }
 }
 
@@ -282,18 +278,13 @@ impl Engine {
 async fn claim_on(tx: &mut Conn, lease_ms: i64, limit: u32) -> Result<Vec<ClaimedJob>, StoreError> {
     let now = now_ms();
     let token = uuid::Uuid::new_v4().to_string();
-    let rows = sqlx::query(dialect::CLAIM)
-        .bind(now + lease_ms)
-        .bind(&token)
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
+    let rows =
+        query(dialect::CLAIM).bind(now + lease_ms).bind(&token).bind(now).bind(i64::from(limit)).fetch_all(&mut *tx).await?;
     if rows.is_empty() {
         return Ok(Vec::new());
     }
     // A message's attempts are its delivery's, not those of the report of its outcome.
-    sqlx::query(
+    query(
         "UPDATE messages SET attempts = (
              SELECT MAX(j.attempts) FROM jobs j WHERE j.message_id = messages.id AND j.claim_token = $1 AND j.kind != 'report_status')
          WHERE id IN (SELECT message_id FROM jobs WHERE claim_token = $1 AND kind != 'report_status')",
@@ -302,7 +293,7 @@ async fn claim_on(tx: &mut Conn, lease_ms: i64, limit: u32) -> Result<Vec<Claime
     .execute(&mut *tx)
     .await?;
     let messages: HashMap<BridgeMessageId, MessageRecord> =
-        sqlx::query(select_messages!("WHERE id IN (SELECT message_id FROM jobs WHERE claim_token = $1)"))
+        query(select_messages!("WHERE id IN (SELECT message_id FROM jobs WHERE claim_token = $1)"))
             .bind(&token)
             .fetch_all(&mut *tx)
             .await?
@@ -313,7 +304,7 @@ async fn claim_on(tx: &mut Conn, lease_ms: i64, limit: u32) -> Result<Vec<Claime
             })
             .collect();
     let mut links: HashMap<ContactId, ContactLinks> = HashMap::new();
-    for row in sqlx::query(
+    for row in query(
         "SELECT contact_id, platform, kind, value FROM contact_links
          WHERE contact_id IN (SELECT contact_id FROM jobs WHERE claim_token = $1)",
     )
@@ -324,7 +315,7 @@ async fn claim_on(tx: &mut Conn, lease_ms: i64, limit: u32) -> Result<Vec<Claime
         links.entry(row.get(0)).or_default().insert((row.get(1), row.get(2)), row.get(3));
     }
     let contacts: HashMap<ContactId, Contact> =
-        sqlx::query(select_contacts!("WHERE id IN (SELECT contact_id FROM jobs WHERE claim_token = $1)"))
+        query(select_contacts!("WHERE id IN (SELECT contact_id FROM jobs WHERE claim_token = $1)"))
             .bind(&token)
             .fetch_all(&mut *tx)
             .await?

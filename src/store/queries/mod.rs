@@ -11,9 +11,7 @@ mod media;
 mod outbox_stats;
 mod tokens;
 
-use sqlx::Row;
-
-use super::{Conn, DbRow, Engine, dialect};
+use super::{Conn, DbRow, Engine, Row, dialect, query};
 use crate::relay::ids::{BridgeMessageId, ContactId};
 use crate::relay::message::{Contact, Direction};
 use crate::store::{Accepted, MessageRecord, NewMessage, OwnedMessage, StoreError, WindowChange, now_ms};
@@ -30,7 +28,7 @@ impl Engine {
     }
 
     pub(in crate::store) async fn message(&self, id: &BridgeMessageId) -> Result<MessageRecord, StoreError> {
-        let row = sqlx::query(MESSAGE_BY_ID)
+        let row = query(MESSAGE_BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -43,7 +41,7 @@ impl Engine {
         source: &str,
         external_id: &str,
     ) -> Result<Option<MessageRecord>, StoreError> {
-        let row = sqlx::query(select_messages!("WHERE source = $1 AND external_id = $2"))
+        let row = query(select_messages!("WHERE source = $1 AND external_id = $2"))
             .bind(source)
             .bind(external_id)
             .fetch_optional(&self.pool)
@@ -52,12 +50,12 @@ impl Engine {
     }
 
     pub(in crate::store) async fn messages(&self, status: Option<&str>, limit: i64) -> Result<Vec<MessageRecord>, StoreError> {
-        let rows = sqlx::query(MESSAGES_BY_STATUS).bind(status).bind(limit).fetch_all(&self.pool).await?;
+        let rows = query(MESSAGES_BY_STATUS).bind(status).bind(limit).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(message_from_row).collect())
     }
 
     pub(in crate::store) async fn contact(&self, id: ContactId) -> Result<Contact, StoreError> {
-        let row = sqlx::query(select_contacts!("WHERE id = $1"))
+        let row = query(select_contacts!("WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -71,7 +69,7 @@ impl Engine {
         kind: &str,
         value: &str,
     ) -> Result<Option<Contact>, StoreError> {
-        let row = sqlx::query(select_contacts!(
+        let row = query(select_contacts!(
             "WHERE id = (SELECT contact_id FROM contact_links WHERE platform = $1 AND kind = $2 AND value = $3)"
         ))
         .bind(platform)
@@ -88,7 +86,7 @@ impl Engine {
         kind: &str,
         now_ms: i64,
     ) -> Result<Vec<Contact>, StoreError> {
-        let rows = sqlx::query(select_contacts!(
+        let rows = query(select_contacts!(
             "WHERE window_until > $1 AND id IN (SELECT contact_id FROM contact_links WHERE platform = $2 AND kind = $3) ORDER BY id"
         ))
         .bind(now_ms)
@@ -104,7 +102,7 @@ impl Engine {
     }
 
     pub(in crate::store) async fn has_link(&self, platform: &str, kind: &str, value: &str) -> Result<bool, StoreError> {
-        Ok(sqlx::query("SELECT contact_id FROM contact_links WHERE platform = $1 AND kind = $2 AND value = $3")
+        Ok(query("SELECT contact_id FROM contact_links WHERE platform = $1 AND kind = $2 AND value = $3")
             .bind(platform)
             .bind(kind)
             .bind(value)
@@ -120,7 +118,7 @@ impl Engine {
         kind: &str,
         value: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        query(
             "INSERT INTO contact_links (contact_id, platform, kind, value) VALUES ($1, $2, $3, $4)
              ON CONFLICT (contact_id, platform, kind) DO UPDATE SET value = excluded.value",
         )
@@ -139,7 +137,7 @@ impl Engine {
         platform: &str,
         kind: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM contact_links WHERE contact_id = $1 AND platform = $2 AND kind = $3")
+        query("DELETE FROM contact_links WHERE contact_id = $1 AND platform = $2 AND kind = $3")
             .bind(contact_id)
             .bind(platform)
             .bind(kind)
@@ -156,7 +154,7 @@ impl Engine {
     }
 
     async fn with_links(&self, mut contact: Contact) -> Result<Contact, StoreError> {
-        let rows = sqlx::query("SELECT platform, kind, value FROM contact_links WHERE contact_id = $1")
+        let rows = query("SELECT platform, kind, value FROM contact_links WHERE contact_id = $1")
             .bind(contact.id)
             .fetch_all(&self.pool)
             .await?;
@@ -169,7 +167,7 @@ impl Engine {
         channel: &str,
         channel_id: &str,
     ) -> Result<Option<Contact>, StoreError> {
-        let row = sqlx::query(select_contacts!("WHERE channel = $1 AND channel_id = $2"))
+        let row = query(select_contacts!("WHERE channel = $1 AND channel_id = $2"))
             .bind(channel)
             .bind(channel_id)
             .fetch_optional(&self.pool)
@@ -187,7 +185,7 @@ impl Engine {
         self.write(move |tx| {
             let message_id = message_id.clone();
             Box::pin(async move {
-                sqlx::query("UPDATE messages SET parts_sent = $1 WHERE id = $2")
+                query("UPDATE messages SET parts_sent = $1 WHERE id = $2")
                     .bind(parts_sent)
                     .bind(&message_id)
                     .execute(&mut *tx)
@@ -200,13 +198,13 @@ impl Engine {
     }
 
     pub(in crate::store) async fn contact_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) FROM contacts").fetch_one(&self.pool).await?.get(0))
+        Ok(query("SELECT COUNT(*) FROM contacts").fetch_one(&self.pool).await?.get(0))
     }
 }
 
 /// The stored message with this deduplication key, if any.
-async fn stored_id(tx: &mut Conn, source: &str, external_id: &str) -> Result<Option<BridgeMessageId>, sqlx::Error> {
-    let row = sqlx::query("SELECT id FROM messages WHERE source = $1 AND external_id = $2")
+async fn stored_id(tx: &mut Conn, source: &str, external_id: &str) -> Result<Option<BridgeMessageId>, StoreError> {
+    let row = query("SELECT id FROM messages WHERE source = $1 AND external_id = $2")
         .bind(source)
         .bind(external_id)
         .fetch_optional(&mut *tx)
@@ -226,13 +224,13 @@ async fn accept_on(tx: &mut Conn, m: &NewMessage<'_>, prune: bool) -> Result<Acc
     let now = now_ms();
     if let Some(nonce) = m.nonce {
         if prune {
-            sqlx::query("DELETE FROM webhook_nonces WHERE source = $1 AND seen_at < $2")
+            query("DELETE FROM webhook_nonces WHERE source = $1 AND seen_at < $2")
                 .bind(m.source)
                 .bind(now - nonce.retain_ms)
                 .execute(&mut *tx)
                 .await?;
         }
-        let fresh = sqlx::query(
+        let fresh = query(
             "INSERT INTO webhook_nonces (source, nonce, seen_at) VALUES ($1, $2, $3)
              ON CONFLICT (source, nonce) DO UPDATE SET seen_at = excluded.seen_at WHERE webhook_nonces.seen_at < $4",
         )
@@ -255,7 +253,7 @@ async fn accept_on(tx: &mut Conn, m: &NewMessage<'_>, prune: bool) -> Result<Acc
     }
     let inbound_at = (m.direction == Direction::Inbound).then_some(now);
     // On PostgreSQL the upsert also locks the contact's row until the commit (see postgres.rs).
-    let contact_id: ContactId = sqlx::query(
+    let contact_id: ContactId = query(
         "INSERT INTO contacts (channel, channel_id, account, created_at, last_inbound_at) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (channel, channel_id) DO UPDATE SET
              last_inbound_at = COALESCE(excluded.last_inbound_at, contacts.last_inbound_at)
@@ -271,7 +269,7 @@ async fn accept_on(tx: &mut Conn, m: &NewMessage<'_>, prune: bool) -> Result<Acc
     .get(0);
     record_window(tx, contact_id, m.window, now).await?;
     let id = BridgeMessageId::generate();
-    let inserted = sqlx::query(
+    let inserted = query(
         "INSERT INTO messages (id, contact_id, direction, source, external_id, msg_type, payload, status, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'stored', $8) ON CONFLICT (source, external_id) DO NOTHING",
     )
@@ -299,38 +297,38 @@ async fn accept_on(tx: &mut Conn, m: &NewMessage<'_>, prune: bool) -> Result<Acc
 }
 
 /// Applies an inbound message's effect on the contact's reply window.
-async fn record_window(tx: &mut Conn, contact_id: ContactId, change: WindowChange, now: i64) -> Result<(), sqlx::Error> {
+async fn record_window(tx: &mut Conn, contact_id: ContactId, change: WindowChange, now: i64) -> Result<(), StoreError> {
     let query = match change {
         WindowChange::Keep => return Ok(()),
         WindowChange::Open { until_ms, quota } => {
-            sqlx::query("UPDATE contacts SET window_until = $1, window_quota = $2, window_sends = 0 WHERE id = $3")
+            query("UPDATE contacts SET window_until = $1, window_quota = $2, window_sends = 0 WHERE id = $3")
                 .bind(until_ms)
                 .bind(quota)
                 .bind(contact_id)
         }
-        WindowChange::OpenUnlessLonger { until_ms, quota } => sqlx::query(
+        WindowChange::OpenUnlessLonger { until_ms, quota } => query(
             "UPDATE contacts SET window_until = $1, window_quota = $2, window_sends = 0
              WHERE id = $3 AND COALESCE(window_until, 0) < $1",
         )
         .bind(until_ms)
         .bind(quota)
         .bind(contact_id),
-        WindowChange::Close => sqlx::query("UPDATE contacts SET window_until = $1 WHERE id = $2").bind(now).bind(contact_id),
+        WindowChange::Close => query("UPDATE contacts SET window_until = $1 WHERE id = $2").bind(now).bind(contact_id),
     };
     query.execute(&mut *tx).await?;
     Ok(())
 }
 
 /// One more reply sent in the contact's window (its quota, `wechat-api.md` §6.2).
-async fn count_window_send(tx: &mut Conn, contact_id: ContactId) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE contacts SET window_sends = window_sends + 1 WHERE id = $1").bind(contact_id).execute(&mut *tx).await?;
+async fn count_window_send(tx: &mut Conn, contact_id: ContactId) -> Result<(), StoreError> {
+    query("UPDATE contacts SET window_sends = window_sends + 1 WHERE id = $1").bind(contact_id).execute(&mut *tx).await?;
     Ok(())
 }
 
 /// Locks `contact_id`'s row where the engine needs it (`dialect::LOCK_CONTACT`).
-async fn lock_contact(tx: &mut Conn, contact_id: ContactId) -> Result<(), sqlx::Error> {
+async fn lock_contact(tx: &mut Conn, contact_id: ContactId) -> Result<(), StoreError> {
     if let Some(lock) = dialect::LOCK_CONTACT {
-        sqlx::query(lock).bind(contact_id).execute(&mut *tx).await?;
+        query(lock).bind(contact_id).execute(&mut *tx).await?;
     }
     Ok(())
 }

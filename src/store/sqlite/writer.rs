@@ -1,20 +1,28 @@
 //! Group commit. SQLite has one writer at a time, and with `synchronous = FULL` every commit
 //! waits for the disk to flush its log: one transaction per message caps the bridge at the
-//! flushes per second the disk gives. So every write goes through one task that takes whatever
-//! writes are waiting, runs them in ONE transaction and commits once; each caller is answered
-//! only after that commit. `success` still means committed; a burst just shares the flush.
+//! flushes per second the disk gives. So every write goes to one thread that owns the write
+//! connection, takes whatever writes are waiting, runs them in ONE transaction and commits once;
+//! each caller is answered only after that commit. `success` still means committed; a burst
+//! just shares the flush. The whole batch runs on that thread with prepared statements: one
+//! hand-off per batch, not one per statement.
 //!
 //! A write that fails must be undone alone. Writes rarely fail (a replayed nonce, a key taken),
 //! so a batch first runs without savepoints (each costs two statements); when one of its writes
 //! fails, the batch is rolled back and run again with a savepoint around each write. Writes are
 //! therefore closures that can run twice: the first run's effects are rolled back before the second.
+//!
+//! A write is written as the same `async` code as on PostgreSQL (`queries/`), but every statement
+//! it awaits on the write connection is ready at once: the thread polls it once to completion.
 
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use sqlx::Connection;
-use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::StoreError;
+use super::sql::Conn;
+use crate::store::StoreError;
 
 /// Most writes committed together: enough to share one flush among a burst, few enough that a
 /// batch's transaction stays short for the readers' snapshots.
@@ -26,7 +34,7 @@ const QUEUE: usize = 4096;
 /// One write waiting in the queue: run (maybe twice), then answered once.
 trait Pending: Send {
     /// Runs the write on the batch's connection and keeps its result; true when it failed.
-    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool>;
+    fn run(&mut self, conn: &mut Conn) -> bool;
     /// Answers the caller: the write's result if `commit` succeeded.
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
 }
@@ -40,15 +48,19 @@ struct Op<T, F> {
 impl<T, F> Pending for Op<T, F>
 where
     T: Send + 'static,
-    F: for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+    F: for<'c> Fn(&'c mut Conn) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
 {
-    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool> {
-        Box::pin(async move {
-            let result = (self.op)(conn).await;
-            let failed = result.is_err();
-            self.result = Some(result);
-            failed
-        })
+    fn run(&mut self, conn: &mut Conn) -> bool {
+        // A panic fails this write alone; the writer thread goes on.
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| (self.op)(conn).now_or_never()));
+        let result = match polled {
+            Ok(Some(result)) => result,
+            Ok(None) => Err(StoreError::Commit("a write waited for something outside its transaction".into())),
+            Err(_) => Err(StoreError::Commit("a write panicked".into())),
+        };
+        let failed = result.is_err();
+        self.result = Some(result);
+        failed
     }
 
     fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
@@ -58,19 +70,19 @@ where
     }
 }
 
-/// The handle every store clone shares; the task ends when the last handle is dropped.
+/// The handle every store clone shares; the thread ends when the last handle is dropped.
 #[derive(Debug, Clone)]
 pub(crate) struct Writer {
     ops: mpsc::Sender<Box<dyn Pending>>,
 }
 
 impl Writer {
-    /// Starts the writer task on `pool`'s connections (one per batch, so a connection a failed
-    /// rollback left unusable is dropped by the pool's check, as for any other use).
-    pub(crate) fn start(pool: SqlitePool) -> Self {
+    /// Starts the writer thread on `conn`, the database at `path` (reopened if a failed
+    /// rollback leaves the connection unusable).
+    pub(crate) fn start(conn: rusqlite::Connection, path: PathBuf, durable: bool) -> std::io::Result<Self> {
         let (ops, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(pool, queue));
-        Self { ops }
+        std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || run(Conn(conn), path, durable, queue))?;
+        Ok(Self { ops })
     }
 
     /// Runs `op` in the next batch; its result once the batch is committed. An error of `op`
@@ -78,35 +90,45 @@ impl Writer {
     pub(crate) async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+        F: for<'c> Fn(&'c mut Conn) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
     {
         let (answer, answered) = oneshot::channel();
         let pending: Box<dyn Pending> = Box::new(Op { op, result: None, answer });
         self.ops.send(pending).await.map_err(|_| StoreError::Commit("the store is closed".into()))?;
-        // No answer: the writer task ended before this write was answered.
+        // No answer: the writer thread ended before this write was answered.
         answered.await.map_err(|_| StoreError::Commit("the batch failed before this write ran".into()))?
     }
 }
 
-async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Box<dyn Pending>>) {
+fn run(mut conn: Conn, path: PathBuf, durable: bool, mut queue: mpsc::Receiver<Box<dyn Pending>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit(&pool, std::mem::take(&mut batch)).await;
+    while queue.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
+        commit(&mut conn, std::mem::take(&mut batch));
         batch.reserve(MAX_BATCH);
+        if !conn.0.is_autocommit() {
+            // SQLite already rolled back by itself after a full disk or an I/O error, or the
+            // ROLLBACK failed: a connection still in a transaction would fail every later BEGIN.
+            tracing::warn!("the write connection is stuck in a transaction; reopening it");
+            match super::open(&path, durable, &[]) {
+                Ok(fresh) => conn = Conn(fresh),
+                Err(e) => tracing::error!(error = %e, "cannot reopen the write connection"),
+            }
+        }
     }
 }
 
 /// Runs `batch` in one transaction and answers every caller.
-async fn commit(pool: &SqlitePool, mut batch: Vec<Box<dyn Pending>>) {
-    let outcome = match run_batch(pool, &mut batch, false).await {
-        Ok(Some(())) => Ok(()),
+fn commit(conn: &mut Conn, mut batch: Vec<Box<dyn Pending>>) {
+    let outcome = match run_batch(conn, &mut batch, false) {
+        Ok(true) => Ok(()),
         // One write failed: everything was rolled back; again, each write in its savepoint.
-        Ok(None) => run_batch(pool, &mut batch, true).await.map(|_| ()),
+        Ok(false) => run_batch(conn, &mut batch, true).map(|_| ()),
         Err(e) => Err(e),
     };
     match outcome {
         Ok(()) => batch.into_iter().for_each(|pending| pending.finish(Ok(()))),
         Err(e) => {
+            let _ = execute(conn, "ROLLBACK");
             let text = e.to_string();
             tracing::warn!(error = %text, writes = batch.len(), "a group commit failed; its writes are undone");
             batch.into_iter().for_each(|pending| pending.finish(Err(StoreError::Commit(text.clone()))));
@@ -115,46 +137,53 @@ async fn commit(pool: &SqlitePool, mut batch: Vec<Box<dyn Pending>>) {
 }
 
 /// One transaction over `batch`. Without savepoints, the first failed write rolls everything
-/// back and gives `None`; with them, a failed write is undone alone and the rest is committed.
-async fn run_batch(pool: &SqlitePool, batch: &mut [Box<dyn Pending>], savepoints: bool) -> Result<Option<()>, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
+/// back and gives false; with them, a failed write is undone alone and the rest is committed.
+fn run_batch(conn: &mut Conn, batch: &mut [Box<dyn Pending>], savepoints: bool) -> rusqlite::Result<bool> {
     // IMMEDIATE takes the write lock up front: a deferred transaction that upgrades from read
     // to write can fail with SQLITE_BUSY regardless of busy_timeout.
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    execute(conn, "BEGIN IMMEDIATE")?;
     if batch.len() == 1 {
         // Alone in its batch: no savepoint needed, a failed write is simply rolled back.
-        return if batch[0].run(&mut tx).await { tx.rollback().await.map(Some) } else { tx.commit().await.map(Some) };
+        let failed = batch[0].run(conn);
+        execute(conn, if failed { "ROLLBACK" } else { "COMMIT" })?;
+        return Ok(true);
     }
     for pending in batch.iter_mut() {
         if !savepoints {
-            if pending.run(&mut tx).await {
-                tx.rollback().await?;
-                return Ok(None);
+            if pending.run(conn) {
+                execute(conn, "ROLLBACK")?;
+                return Ok(false);
             }
             continue;
         }
-        sqlx::query("SAVEPOINT op").execute(&mut *tx).await?;
-        if pending.run(&mut tx).await {
-            sqlx::query("ROLLBACK TO op").execute(&mut *tx).await?;
+        execute(conn, "SAVEPOINT op")?;
+        if pending.run(conn) {
+            execute(conn, "ROLLBACK TO op")?;
         }
-        sqlx::query("RELEASE op").execute(&mut *tx).await?;
+        execute(conn, "RELEASE op")?;
     }
-    tx.commit().await.map(Some)
+    execute(conn, "COMMIT")?;
+    Ok(true)
+}
+
+fn execute(conn: &Conn, sql: &str) -> rusqlite::Result<()> {
+    conn.0.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::sql::{Row, query};
     use super::*;
-    use sqlx::Row;
 
     /// Writes waiting together share one transaction; one that fails is undone alone, and every
     /// caller gets its own result.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_write_in_a_batch_is_undone_alone_and_every_caller_gets_its_result() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display())).await.unwrap();
-        let writer = Writer::start(pool.clone());
-        sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY)").execute(&pool).await.unwrap();
+        let path = dir.path().join("w.db");
+        let conn = super::super::open(&path, false, &[]).unwrap();
+        conn.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)").unwrap();
+        let writer = Writer::start(conn, path.clone(), false).unwrap();
         let mut calls = Vec::new();
         for n in 0..200i64 {
             let writer = writer.clone();
@@ -162,10 +191,13 @@ mod tests {
                 writer
                     .write(move |conn| {
                         Box::pin(async move {
-                            sqlx::query("INSERT INTO t (n) VALUES (?)").bind(n).execute(&mut *conn).await?;
+                            query("INSERT INTO t (n) VALUES ($1)").bind(n).execute(&mut *conn).await?;
                             if n % 7 == 0 {
                                 // Fails after writing: its insert must not survive.
                                 return Err(StoreError::NotFound(format!("n {n}")));
+                            }
+                            if n == 100 {
+                                panic!("a bug in one write");
                             }
                             Ok(n * 2)
                         })
@@ -177,11 +209,13 @@ mod tests {
             let n = n as i64;
             match call.await.unwrap() {
                 Ok(doubled) => assert_eq!(doubled, n * 2),
+                Err(e) if n == 100 => assert!(e.to_string().contains("panicked"), "{e}"),
                 Err(e) => assert!(n % 7 == 0 && e.to_string().contains(&format!("n {n}")), "{n}: {e}"),
             }
         }
-        let rows = sqlx::query("SELECT n FROM t ORDER BY n").fetch_all(&pool).await.unwrap();
-        let stored: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-        assert_eq!(stored, (0..200).filter(|n| n % 7 != 0).collect::<Vec<i64>>());
+        let conn = super::super::open(&path, false, &[]).unwrap();
+        let stored: Vec<i64> =
+            query("SELECT n FROM t ORDER BY n").fetch_all(&mut Conn(conn)).await.unwrap().iter().map(|r| r.get(0)).collect();
+        assert_eq!(stored, (0..200).filter(|n| n % 7 != 0 && *n != 100).collect::<Vec<i64>>());
     }
 }
