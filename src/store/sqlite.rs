@@ -135,6 +135,24 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    /// The claim runs many times a second with a new limit each time: it must stay compiled.
+    #[tokio::test]
+    async fn the_claim_is_not_recompiled_for_each_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("claim.db").display());
+        super::Engine::connect(&url).await.unwrap().migrate().await.unwrap();
+        let conn = super::open(&dir.path().join("claim.db"), false, &[]).unwrap();
+        for limit in 1..=5i64 {
+            let mut claim = conn.prepare_cached(super::dialect::CLAIM).unwrap();
+            let rows = claim.query_map(rusqlite::params![1i64, "token", 0i64, limit], |_| Ok(())).unwrap().count();
+            assert_eq!(rows, 0);
+            assert_eq!(claim.get_status(rusqlite::StatementStatus::RePrepare), 0, "recompiled at limit {limit}");
+        }
+    }
+}
+
 const READINESS: &str =
     "INSERT INTO readiness (id, checked_at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at";
 
@@ -143,12 +161,14 @@ mod dialect {
     /// SQLite runs one write transaction at a time: a transaction already owns every contact.
     pub(crate) const LOCK_CONTACT: Option<&str> = None;
 
-    /// Due heads, oldest due first (see `queries::jobs`).
+    /// Due heads, oldest due first (see `queries::jobs`). `LIMIT ($4 + 0)`, not `LIMIT $4`:
+    /// SQLite plans a bare bound LIMIT with its value, so every new value re-compiles the
+    /// statement (it was 15% of the writer thread's time); an expression keeps it prepared.
     pub(crate) const CLAIM: &str = "UPDATE jobs SET state = 'running', due_at = $1, claim_token = $2, attempts = attempts + 1
          WHERE id IN (
              SELECT j.id FROM jobs j
              WHERE j.head = 1 AND j.state IN ('pending', 'running') AND j.due_at <= $3
-             ORDER BY j.due_at LIMIT $4)
+             ORDER BY j.due_at LIMIT ($4 + 0))
          RETURNING id, message_id, contact_id, kind, attempts";
 
     /// Contacts, most recently active first, each with its links as `[[platform, kind, value], …]`.
