@@ -67,6 +67,11 @@ enum Command {
     },
 }
 
+/// Every request allocates its headers, body, XML and JSON on whichever worker thread runs it and
+/// frees them on another: glibc's allocator spent ~14% of the bridge's CPU under load on that.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
