@@ -377,7 +377,8 @@ delegate! {
     pub async fn outbox_depth(&self) -> Result<i64, StoreError>;
     /// Jobs claimed by a worker and not finished.
     pub async fn running_jobs(&self) -> Result<i64, StoreError>;
-    /// When the next pending job is due, if any (lets an idle worker sleep exactly that long).
+    /// When the next job that can run (a head) is due, if any (lets an idle worker sleep exactly
+    /// that long).
     pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError>;
     /// The outbox's depth by kind and its oldest due job, as of `now` (Unix milliseconds).
     pub async fn outbox_stats(&self, now: i64) -> Result<OutboxStats, StoreError>;

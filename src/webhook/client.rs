@@ -24,7 +24,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// POSTs signed events to one URL.
 pub struct WebhookClient {
     http: reqwest::Client,
-    url: String,
+    url: reqwest::Url,
     signer: Webhook,
     /// Counts the receiver's error answers.
     metrics: Metrics,
@@ -32,7 +32,7 @@ pub struct WebhookClient {
 
 impl std::fmt::Debug for WebhookClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookClient").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("WebhookClient").field("url", &self.url.as_str()).finish_non_exhaustive()
     }
 }
 
@@ -48,7 +48,9 @@ impl WebhookClient {
             .user_agent(concat!("wechat-bridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("reqwest client builds");
-        Ok(Self { http, url: url.to_string(), signer, metrics })
+        // Parsed once: reqwest would parse the text (host name rules included) on every send.
+        let url = reqwest::Url::parse(url).map_err(|e| format!("PLATFORM_WEBHOOK_URL is not a URL: {e}"))?;
+        Ok(Self { http, url, signer, metrics })
     }
 
     /// One attempt at delivering the event `id` with `body` (JSON).
@@ -60,7 +62,7 @@ impl WebhookClient {
             .map_err(|e| DeliveryError::Permanent { code: None, reason: format!("cannot sign the event: {e}") })?;
         let response = self
             .http
-            .post(&self.url)
+            .post(self.url.clone())
             .header(HEADER_WEBHOOK_ID, id)
             .header(HEADER_WEBHOOK_TIMESTAMP, timestamp.to_string())
             .header(HEADER_WEBHOOK_SIGNATURE, signature)

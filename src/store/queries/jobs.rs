@@ -269,7 +269,11 @@ impl Engine {
     }
 
     pub(in crate::store) async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
-        Ok(query("SELECT MIN(due_at) FROM jobs WHERE state IN ('pending', 'running')").fetch_one(&self.pool).await?.get(0))
+        // Only a head can be due: the others wait for the jobs before them (`jobs_heads_due`).
+        Ok(query("SELECT MIN(due_at) FROM jobs WHERE head = 1 AND state IN ('pending', 'running')")
+            .fetch_one(&self.pool)
+            .await?
+            .get(0))
     }
 }
 
@@ -284,16 +288,17 @@ async fn claim_on(tx: &mut Conn, lease_ms: i64, limit: u32) -> Result<Vec<Claime
         return Ok(Vec::new());
     }
     // A message's attempts are its delivery's, not those of the report of its outcome.
+    // Joins, not `IN (SELECT …)`: SQLite builds a temporary index for each such subquery. A
+    // claim holds at most one delivery job per message (a message's report job is another kind).
     query(
-        "UPDATE messages SET attempts = (
-             SELECT MAX(j.attempts) FROM jobs j WHERE j.message_id = messages.id AND j.claim_token = $1 AND j.kind != 'report_status')
-         WHERE id IN (SELECT message_id FROM jobs WHERE claim_token = $1 AND kind != 'report_status')",
+        "UPDATE messages SET attempts = j.attempts FROM jobs j
+         WHERE j.message_id = messages.id AND j.claim_token = $1 AND j.kind != 'report_status'",
     )
     .bind(&token)
     .execute(&mut *tx)
     .await?;
     let messages: HashMap<BridgeMessageId, MessageRecord> =
-        query(select_messages!("WHERE id IN (SELECT message_id FROM jobs WHERE claim_token = $1)"))
+        query(select_messages!("JOIN jobs j ON j.message_id = m.id WHERE j.claim_token = $1"))
             .bind(&token)
             .fetch_all(&mut *tx)
             .await?
@@ -305,8 +310,8 @@ async fn claim_on(tx: &mut Conn, lease_ms: i64, limit: u32) -> Result<Vec<Claime
             .collect();
     let mut links: HashMap<ContactId, ContactLinks> = HashMap::new();
     for row in query(
-        "SELECT contact_id, platform, kind, value FROM contact_links
-         WHERE contact_id IN (SELECT contact_id FROM jobs WHERE claim_token = $1)",
+        "SELECT DISTINCT l.contact_id, l.platform, l.kind, l.value FROM contact_links l
+         JOIN jobs j ON j.contact_id = l.contact_id WHERE j.claim_token = $1",
     )
     .bind(&token)
     .fetch_all(&mut *tx)
@@ -315,7 +320,7 @@ async fn claim_on(tx: &mut Conn, lease_ms: i64, limit: u32) -> Result<Vec<Claime
         links.entry(row.get(0)).or_default().insert((row.get(1), row.get(2)), row.get(3));
     }
     let contacts: HashMap<ContactId, Contact> =
-        query(select_contacts!("WHERE id IN (SELECT contact_id FROM jobs WHERE claim_token = $1)"))
+        query(select_contacts!("JOIN jobs j ON j.contact_id = c.id WHERE j.claim_token = $1"))
             .bind(&token)
             .fetch_all(&mut *tx)
             .await?

@@ -335,7 +335,10 @@ async fn lock_contact(tx: &mut Conn, contact_id: ContactId) -> Result<(), StoreE
 
 macro_rules! select_contacts {
     ($rest:literal) => {
-        concat!("SELECT id, channel_id, account, last_inbound_at, window_sends, window_until, window_quota FROM contacts ", $rest)
+        concat!(
+            "SELECT c.id, c.channel_id, c.account, c.last_inbound_at, c.window_sends, c.window_until, c.window_quota FROM contacts c ",
+            $rest
+        )
     };
 }
 use select_contacts;
@@ -356,8 +359,8 @@ fn contact_from_row(row: &DbRow) -> Contact {
 macro_rules! select_messages {
     ($rest:literal) => {
         concat!(
-            "SELECT id, contact_id, direction, source, external_id, msg_type, payload, status, attempts, \
-             last_error, platform_event_id, created_at, delivered_at, parts_sent, error_code FROM messages ",
+            "SELECT m.id, m.contact_id, m.direction, m.source, m.external_id, m.msg_type, m.payload, m.status, m.attempts, \
+             m.last_error, m.platform_event_id, m.created_at, m.delivered_at, m.parts_sent, m.error_code FROM messages m ",
             $rest
         )
     };

@@ -5,7 +5,7 @@ use crate::store::{OutboxStats, StoreError};
 
 impl Engine {
     pub(in crate::store) async fn outbox_stats(&self, now: i64) -> Result<OutboxStats, StoreError> {
-        // The WHERE is the partial index `jobs_active_due`'s own: only unfinished jobs are read.
+        // The WHERE is the partial index `jobs_active_by_contact`'s own: only unfinished jobs are read.
         let rows = query(
             "SELECT kind, COUNT(*), MIN(CASE WHEN state = 'pending' AND due_at <= $1 THEN created_at END)
              FROM jobs WHERE state IN ('pending', 'running') GROUP BY kind",
