@@ -19,8 +19,10 @@ pub async fn accept(
     nonce: Option<RequestNonce<'_>>,
 ) -> Result<Accepted, StoreError> {
     let payload = serde_json::to_string(msg).expect("inbound message serializes");
-    let accepted = store
-        .accept(&NewMessage {
+    let accepted = super::accept(
+        store,
+        signals,
+        &NewMessage {
             channel,
             channel_id: &msg.sender,
             account: &msg.account,
@@ -33,12 +35,12 @@ pub async fn accept(
             window,
             nonce,
             idempotency: None,
-        })
-        .await?;
+        },
+    )
+    .await?;
     match &accepted {
-        Accepted::New(id) => {
+        Accepted::New(_) => {
             signals.metrics().accepted(Direction::Inbound, &msg.msg_type);
-            signals.queued(id);
         }
         Accepted::Duplicate(_) => signals.metrics().duplicate(channel),
     }

@@ -40,8 +40,10 @@ pub async fn accept_record(
 ) -> Result<Accepted, StoreError> {
     let external_id = format!("{}:{}", record.conversation_id, record.platform_event_id);
     let payload = serde_json::to_string(record).expect("outbound record serializes");
-    let accepted = store
-        .accept(&NewMessage {
+    let accepted = super::accept(
+        store,
+        signals,
+        &NewMessage {
             channel,
             channel_id: &contact.channel_id,
             account: &contact.account,
@@ -54,12 +56,12 @@ pub async fn accept_record(
             window: WindowChange::Keep,
             nonce: None,
             idempotency,
-        })
-        .await?;
+        },
+    )
+    .await?;
     match &accepted {
-        Accepted::New(id) => {
+        Accepted::New(_) => {
             signals.metrics().accepted(Direction::Outbound, &record.message.msg_type);
-            signals.queued(id);
         }
         Accepted::Duplicate(_) => signals.metrics().duplicate(source),
     }
