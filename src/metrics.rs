@@ -50,7 +50,6 @@ pub const TOKEN_REFRESHES: &str = "bridge_token_refreshes_total";
 pub const WINDOW_REFUSALS: &str = "bridge_reply_window_refusals_total";
 pub const WEBHOOK_REJECTIONS: &str = "bridge_webhook_rejections_total";
 pub const HTTP_REQUESTS: &str = "bridge_http_requests_total";
-pub const JOBS_STARTED: &str = "bridge_outbox_jobs_started_total";
 pub const HTTP_DURATION: &str = "bridge_http_request_duration_seconds";
 
 const COUNTERS: &[(&str, &str)] = &[
@@ -64,10 +63,6 @@ const COUNTERS: &[(&str, &str)] = &[
     (WINDOW_REFUSALS, "Replies refused before any remote call: reply window closed, or its quota used."),
     (WEBHOOK_REJECTIONS, "4xx answers of the webhook routes, by matched path and reason."),
     (HTTP_REQUESTS, "HTTP requests answered, by matched path and status."),
-    (
-        JOBS_STARTED,
-        "Outbox jobs the worker started, by how it got them: claimed, handed over by the accept, or followed on from a job's end.",
-    ),
 ];
 const GAUGES: &[(&str, &str)] = &[
     (OUTBOX_DEPTH, "Unfinished outbox jobs (pending or running) by kind, read when scraped."),
@@ -154,27 +149,6 @@ pub enum TokenRefresh {
     Expiry,
     /// The remote API refused the current one.
     Invalid,
-}
-
-/// How the worker got a job it runs (`bridge_outbox_jobs_started_total{how}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobStart {
-    /// Its own claim of due jobs.
-    Claimed,
-    /// The accept that stored the message claimed it for the worker (its lane was idle).
-    Accepted,
-    /// The end of an earlier job made it runnable and claimed it (the lane's next job, a report).
-    Followed,
-}
-
-impl JobStart {
-    fn as_str(self) -> &'static str {
-        match self {
-            JobStart::Claimed => "claimed",
-            JobStart::Accepted => "accepted",
-            JobStart::Followed => "followed",
-        }
-    }
 }
 
 /// Why a reply was refused before any remote call.
@@ -311,13 +285,6 @@ impl Metrics {
         }
     }
 
-    /// The worker started a job it got `how`.
-    pub fn job_started(&self, how: JobStart) {
-        if let Some(i) = &self.inner {
-            i.count(JOBS_STARTED, &[("how", how.as_str())], 1);
-        }
-    }
-
     /// A remote API (`wechat`, `vonage`, `webhook`, `chatwoot`) answered with an error `code`
     /// (its own code, else the HTTP status; `transport` when it did not answer).
     pub fn remote_error(&self, api: &'static str, code: &str) {
@@ -416,9 +383,6 @@ impl Inner {
             self.set(OUTBOX_DEPTH, &[("kind", kind.as_str())], 0.0);
         }
         self.set(OUTBOX_OLDEST_AGE, &[], 0.0);
-        for how in [JobStart::Claimed, JobStart::Accepted, JobStart::Followed] {
-            self.count(JOBS_STARTED, &[("how", how.as_str())], 0);
-        }
         for reason in [TokenRefresh::Expiry, TokenRefresh::Invalid] {
             self.count(TOKEN_REFRESHES, &[("reason", token_reason(reason))], 0);
         }

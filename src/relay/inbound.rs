@@ -19,10 +19,8 @@ pub async fn accept(
     nonce: Option<RequestNonce<'_>>,
 ) -> Result<Accepted, StoreError> {
     let payload = serde_json::to_string(msg).expect("inbound message serializes");
-    let accepted = super::accept(
-        store,
-        signals,
-        &NewMessage {
+    let accepted = store
+        .accept(&NewMessage {
             channel,
             channel_id: &msg.sender,
             account: &msg.account,
@@ -35,12 +33,12 @@ pub async fn accept(
             window,
             nonce,
             idempotency: None,
-        },
-    )
-    .await?;
+        })
+        .await?;
     match &accepted {
-        Accepted::New(_) => {
+        Accepted::New(id) => {
             signals.metrics().accepted(Direction::Inbound, &msg.msg_type);
+            signals.queued(id);
         }
         Accepted::Duplicate(_) => signals.metrics().duplicate(channel),
     }

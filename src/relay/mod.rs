@@ -2,22 +2,19 @@
 //! where agents are). It speaks the bridge's own types (`message`), accepts messages into the
 //! store (`inbound`) and delivers them from the outbox (`worker`).
 
-pub mod handoff;
 pub mod ids;
 pub mod inbound;
 pub mod message;
 pub mod outbound;
 pub mod worker;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::{Notify, broadcast};
 
-use crate::metrics::{JobStart, Metrics};
-use crate::store::{Accepted, NewMessage, Store, StoreError};
-use handoff::Handoff;
+use crate::metrics::Metrics;
 use ids::{BridgeMessageId, ErrorCode};
 use message::{Contact, InboundMessage, OutboundMessage, StatusReport};
 
@@ -29,14 +26,12 @@ pub struct Relay {
     pub signals: Signals,
 }
 
-/// What the relay tells the rest of the process about messages: new work for the worker (woken
-/// to claim it, or the job itself handed over), every message stored or changed (the console's
-/// live stream), and the application's counts (`metrics`, which every part that holds the
-/// signals records on). Clones share all of it.
+/// What the relay tells the rest of the process about messages: new work for the worker, every
+/// message stored or changed (the console's live stream), and the application's counts
+/// (`metrics`, which every part that holds the signals records on). Clones share all three.
 #[derive(Clone, Debug)]
 pub struct Signals {
     wake: Arc<Notify>,
-    handoff: Arc<OnceLock<Handoff>>,
     changes: broadcast::Sender<BridgeMessageId>,
     metrics: Metrics,
 }
@@ -51,13 +46,7 @@ impl Default for Signals {
 impl Signals {
     /// Signals counting on `metrics` (the application's registry).
     pub fn new(metrics: Metrics) -> Self {
-        Self { wake: Arc::new(Notify::new()), handoff: Default::default(), changes: broadcast::channel(1024).0, metrics }
-    }
-
-    /// The running worker takes jobs from accepts through `handoff` from now on (the first
-    /// worker to ask; false for any other, which only claims).
-    pub fn open_handoff(&self, handoff: Handoff) -> bool {
-        self.handoff.set(handoff).is_ok()
+        Self { wake: Arc::new(Notify::new()), changes: broadcast::channel(1024).0, metrics }
     }
 
     /// The application's metrics.
@@ -69,11 +58,6 @@ impl Signals {
     pub fn queued(&self, message_id: &BridgeMessageId) {
         self.wake.notify_one();
         self.changed(message_id);
-    }
-
-    /// The worker should look for due jobs (one was left to a claim).
-    pub fn wake_worker(&self) {
-        self.wake.notify_one();
     }
 
     /// A message's state changed (nobody listening is fine).
@@ -90,26 +74,6 @@ impl Signals {
     pub fn subscribe(&self) -> broadcast::Receiver<BridgeMessageId> {
         self.changes.subscribe()
     }
-}
-
-/// Stores `message` with its outbox job (see [`Store::accept`]) and gets the job to the worker:
-/// handed over, claimed in the same transaction, when a worker runs with a free slot and the
-/// job can run at once; else the worker is woken to claim it.
-pub async fn accept(store: &Store, signals: &Signals, message: &NewMessage<'_>) -> Result<Accepted, StoreError> {
-    let handoff = signals.handoff.get();
-    let slot = handoff.and_then(Handoff::reserve);
-    let lease_ms = handoff.filter(|_| slot.is_some()).map(Handoff::lease_ms);
-    let (accepted, job) = store.accept_claiming(message, lease_ms).await?;
-    if let Accepted::New(id) = &accepted {
-        match (job, slot, handoff) {
-            (Some(job), Some(slot), Some(handoff)) => {
-                handoff.hand_over(job, slot, JobStart::Accepted);
-                signals.changed(id);
-            }
-            _ => signals.queued(id),
-        }
-    }
-    Ok(accepted)
 }
 
 /// How a delivery attempt ended badly: worth another try later, or never going to work.

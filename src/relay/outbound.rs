@@ -40,10 +40,8 @@ pub async fn accept_record(
 ) -> Result<Accepted, StoreError> {
     let external_id = format!("{}:{}", record.conversation_id, record.platform_event_id);
     let payload = serde_json::to_string(record).expect("outbound record serializes");
-    let accepted = super::accept(
-        store,
-        signals,
-        &NewMessage {
+    let accepted = store
+        .accept(&NewMessage {
             channel,
             channel_id: &contact.channel_id,
             account: &contact.account,
@@ -56,12 +54,12 @@ pub async fn accept_record(
             window: WindowChange::Keep,
             nonce: None,
             idempotency,
-        },
-    )
-    .await?;
+        })
+        .await?;
     match &accepted {
-        Accepted::New(_) => {
+        Accepted::New(id) => {
             signals.metrics().accepted(Direction::Outbound, &record.message.msg_type);
+            signals.queued(id);
         }
         Accepted::Duplicate(_) => signals.metrics().duplicate(source),
     }

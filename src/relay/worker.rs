@@ -9,23 +9,19 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use rand::RngExt;
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
-use tokio::time::Instant;
+use tokio::task::{self, JoinSet};
 use tracing::Instrument;
 
-use super::handoff::{Handed, Handoff, Slot};
 use super::message::{ErrorInfo, InboundMessage, MessageStatus, OutboundRecord, StatusReport};
 use super::{Channel, DeliveryError, Platform, Signals};
 use crate::config::RelayConfig;
-use crate::metrics::{Attempt, JobStart};
-use crate::store::{ClaimedJob, FollowOn, JobKind, Recorded, Store, StoreError, now_ms};
+use crate::metrics::Attempt;
+use crate::store::{ClaimedJob, JobKind, Store, StoreError, now_ms};
 
 /// Delivers outbox jobs to the platform and the channel.
 pub struct Worker {
@@ -34,13 +30,6 @@ pub struct Worker {
     channel: Arc<dyn Channel>,
     config: RelayConfig,
     signals: Signals,
-    /// The slots (`batch_size`), and jobs claimed for them by accepts and by jobs' ends.
-    handoff: Handoff,
-    handed: Mutex<Option<mpsc::UnboundedReceiver<Handed>>>,
-    /// The jobs running now, released at shutdown if they cannot finish.
-    running: Mutex<HashMap<i64, ClaimedJob>>,
-    /// Set at shutdown: a job's end claims nothing more.
-    stopping: AtomicBool,
 }
 
 impl Worker {
@@ -51,116 +40,76 @@ impl Worker {
         config: RelayConfig,
         signals: Signals,
     ) -> Self {
-        let (handoff, handed) = Handoff::new(config.batch_size.max(1) as usize, config.lease.as_millis() as i64);
-        Self {
-            store,
-            platform,
-            channel,
-            config,
-            signals,
-            handoff,
-            handed: Mutex::new(Some(handed)),
-            running: Mutex::default(),
-            stopping: AtomicBool::new(false),
-        }
+        Self { store, platform, channel, config, signals }
     }
 
     /// Claims one batch of due jobs and runs them to the end, each in its own task (at most one
     /// per contact and lane is ever claimed, so order is kept). Returns how many jobs it ran.
-    /// Each runs alone: nothing follows on from its end.
     pub async fn run_once(self: &Arc<Self>) -> Result<usize, StoreError> {
         let jobs = self.claim(self.config.batch_size).await?;
         let count = jobs.len();
         let mut tasks = JoinSet::new();
         for job in jobs {
-            tasks.spawn(self.clone().execute(job, None));
+            tasks.spawn(self.clone().execute(job));
         }
         while tasks.join_next().await.is_some() {}
         Ok(count)
     }
 
-    /// Runs until `shutdown` resolves, with up to `batch_size` jobs in flight. Most jobs arrive
-    /// claimed already (`handoff`): from the accept that stored them, or from the end of the job
-    /// before them. The worker claims when something may be left for a claim: at the start,
-    /// when an accept or a job's end left a runnable job behind, and every `poll_interval` (or
-    /// when the next retry is due). On shutdown it claims nothing more, lets running jobs finish
-    /// for `shutdown_grace`, then stops the rest and releases their jobs (due at once) so the
-    /// next start or another instance takes them.
+    /// Runs until `shutdown` resolves, with up to `batch_size` jobs in flight: claims work for
+    /// free slots whenever a job ends, new work is queued, or the next job is due. On shutdown it
+    /// claims nothing more, lets running jobs finish for `shutdown_grace`, then stops the rest
+    /// and releases their jobs (due at once) so the next start or another instance takes them.
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let Some(mut handed) = self.handed.lock().expect("not poisoned").take() else {
-            tracing::error!("the worker runs once");
-            return;
-        };
-        if !self.signals.open_handoff(self.handoff.clone()) {
-            tracing::debug!("another worker takes the accepts' jobs; this one claims");
-        }
-        let limit = self.config.batch_size.max(1) as usize;
-        let poll = self.config.poll_interval;
         let mut tasks = JoinSet::new();
-        let mut want_claim = true;
-        let mut next_poll = Instant::now() + poll;
+        let mut running: HashMap<task::Id, ClaimedJob> = HashMap::new();
+        let limit = self.config.batch_size.max(1) as usize;
         loop {
+            let mut idle = self.config.poll_interval;
             // Claim when at least half the slots are free: one transaction per handful of jobs.
-            let free = self.handoff.free();
-            if want_claim && free > 0 && free * 2 >= limit {
-                let slots = self.handoff.reserve_up_to(free);
-                let asked = slots.len();
-                match self.claim(asked as u32).await {
+            if running.len() <= limit / 2 {
+                match self.claim((limit - running.len()) as u32).await {
                     Ok(jobs) => {
-                        // A full claim may have left more behind.
-                        want_claim = jobs.len() == asked;
-                        for (job, slot) in jobs.into_iter().zip(slots) {
-                            self.signals.metrics().job_started(JobStart::Claimed);
-                            tasks.spawn(self.clone().execute(job, Some(slot)));
+                        for job in jobs {
+                            let task = tasks.spawn(self.clone().execute(job.clone()));
+                            running.insert(task.id(), job);
                         }
-                        let idle = if tasks.is_empty() { self.idle_time().await } else { poll };
-                        next_poll = Instant::now() + idle;
+                        if running.is_empty() {
+                            idle = self.idle_time().await;
+                        }
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "claiming jobs failed");
-                        want_claim = false;
-                        next_poll = Instant::now() + poll;
-                    }
+                    Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
                 }
             }
             tokio::select! {
                 _ = &mut shutdown => break,
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => want_claim |= left_work(done),
-                Some(Handed { job, slot, how }) = handed.recv() => {
-                    self.signals.metrics().job_started(how);
-                    tasks.spawn(self.clone().execute(job, Some(slot)));
+                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    running.remove(&finished(done));
+                    continue;
                 }
-                _ = self.signals.work_queued() => want_claim = true,
-                _ = tokio::time::sleep_until(next_poll) => {
-                    want_claim = true;
-                    next_poll = Instant::now() + poll;
-                }
+                _ = self.signals.work_queued() => {}
+                _ = tokio::time::sleep(idle) => {}
             }
         }
-        self.stop(tasks, handed).await;
+        self.stop(tasks, running).await;
     }
 
-    async fn stop(&self, mut tasks: JoinSet<bool>, mut handed: mpsc::UnboundedReceiver<Handed>) {
-        self.stopping.store(true, Ordering::SeqCst);
-        self.handoff.close();
+    async fn stop(&self, mut tasks: JoinSet<()>, mut running: HashMap<task::Id, ClaimedJob>) {
         let grace = tokio::time::sleep(self.config.shutdown_grace);
         tokio::pin!(grace);
         while !tasks.is_empty() {
             tokio::select! {
-                Some(done) = tasks.join_next() => {
-                    left_work(done);
+                Some(done) = tasks.join_next_with_id() => {
+                    running.remove(&finished(done));
                 }
                 _ = &mut grace => break,
             }
         }
         tasks.shutdown().await;
-        // Jobs handed over but not started, and those whose tasks were stopped.
-        handed.close();
-        let mut jobs: Vec<ClaimedJob> = std::iter::from_fn(|| handed.try_recv().ok()).map(|h| h.job).collect();
-        jobs.extend(self.running.lock().expect("not poisoned").drain().map(|(_, job)| job));
         // One transaction for all, and bounded: a locked database must not hold up the exit
         // (a job not released runs again once its lease ends).
+        let jobs: Vec<ClaimedJob> = running.into_values().collect();
         match tokio::time::timeout(Duration::from_secs(2), self.store.release_jobs(&jobs)).await {
             Ok(Ok(released)) => tracing::info!(released, "running jobs released at shutdown"),
             Ok(Err(e)) => tracing::warn!(error = %e, "releasing jobs failed; they run again after their lease"),
@@ -180,41 +129,18 @@ impl Worker {
         }
     }
 
-    /// Runs `job` in `slot`, then the job its end claimed for this slot, and so on while there
-    /// is one (a lane's backlog runs back to back without a claim). A second job claimed by an
-    /// end, for a second free slot, goes to the worker. Without a slot (`run_once`) the job runs
-    /// alone. Returns whether it left work for a claim.
-    async fn execute(self: Arc<Self>, mut job: ClaimedJob, slot: Option<Slot>) -> bool {
-        loop {
-            let following = slot.is_some() && !self.stopping.load(Ordering::SeqCst);
-            let extra = following.then(|| self.handoff.reserve()).flatten();
-            let follow =
-                following.then(|| FollowOn { lease_ms: self.handoff.lease_ms(), limit: 1 + usize::from(extra.is_some()) });
-            self.running.lock().expect("not poisoned").insert(job.id, job.clone());
-            let span =
-                tracing::info_span!("job", bridge_message_id = %job.message_id, kind = job.kind.as_str(), attempt = job.attempt);
-            let recorded = self.execute_in_span(&job, follow).instrument(span).await;
-            self.running.lock().expect("not poisoned").remove(&job.id);
-            let mut next = recorded.next.into_iter();
-            let Some(first) = next.next() else { return recorded.left_work };
-            if let (Some(second), Some(extra)) = (next.next(), extra) {
-                self.handoff.hand_over(second, extra, JobStart::Followed);
-            }
-            if recorded.left_work {
-                self.signals.wake_worker();
-            }
-            self.signals.metrics().job_started(JobStart::Followed);
-            job = first;
-        }
+    /// One attempt at `job`, bounded by `job_timeout`, its lease renewed while it runs; then the
+    /// outcome is recorded. Everything it logs is in a `job` span naming the message.
+    async fn execute(self: Arc<Self>, job: ClaimedJob) {
+        let span =
+            tracing::info_span!("job", bridge_message_id = %job.message_id, kind = job.kind.as_str(), attempt = job.attempt);
+        self.execute_in_span(job).instrument(span).await
     }
 
-    /// One attempt at `job`, bounded by `job_timeout`, its lease renewed while it runs; then the
-    /// outcome is recorded (claiming what follows on, with `follow`). Everything it logs is in
-    /// the `job` span naming the message.
-    async fn execute_in_span(&self, job: &ClaimedJob, follow: Option<FollowOn>) -> Recorded {
+    async fn execute_in_span(self: Arc<Self>, job: ClaimedJob) {
         // A panic in an adapter is a bug, but it must fail this message alone: caught, it is a
         // permanent failure recorded like any other, instead of a job that runs again forever.
-        let attempt = std::panic::AssertUnwindSafe(self.attempt(job)).catch_unwind();
+        let attempt = std::panic::AssertUnwindSafe(self.attempt(&job)).catch_unwind();
         tokio::pin!(attempt);
         let deadline = tokio::time::sleep(self.config.job_timeout);
         tokio::pin!(deadline);
@@ -231,25 +157,21 @@ impl Worker {
                     after: None,
                 }),
                 _ = renew.tick() => {
-                    match self.store.renew_lease(job, self.config.lease.as_millis() as i64).await {
+                    match self.store.renew_lease(&job, self.config.lease.as_millis() as i64).await {
                         Ok(true) => {}
                         // The lease ran out and another worker holds the job now: stop, so it is
                         // not sent twice at once; that worker records the outcome.
                         Ok(false) => {
                             tracing::warn!(job = job.id, "lease lost; attempt abandoned");
-                            return Recorded::default();
+                            return;
                         }
                         Err(e) => tracing::warn!(job = job.id, error = %e, "renewing a job's lease failed"),
                     }
                 }
             }
         };
-        match self.record(job, outcome, follow).await {
-            Ok(recorded) => recorded,
-            Err(e) => {
-                tracing::error!(error = %e, job = job.id, "recording a job outcome failed; its lease will expire and it runs again");
-                Recorded { held: false, next: Vec::new(), left_work: true }
-            }
+        if let Err(e) = self.record(&job, outcome).await {
+            tracing::error!(error = %e, job = job.id, "recording a job outcome failed; its lease will expire and it runs again");
         }
     }
 
@@ -262,40 +184,33 @@ impl Worker {
         Ok(Delivered { event_id, last_part: None })
     }
 
-    async fn record(
-        &self,
-        job: &ClaimedJob,
-        outcome: Result<Delivered, DeliveryError>,
-        follow: Option<FollowOn>,
-    ) -> Result<Recorded, StoreError> {
+    async fn record(&self, job: &ClaimedJob, outcome: Result<Delivered, DeliveryError>) -> Result<(), StoreError> {
         let attempt = Attempt::of(&outcome, job.attempt >= self.config.max_attempts);
-        let recorded = match outcome {
+        match outcome {
             Ok(Delivered { event_id, last_part }) => {
                 tracing::info!(job = job.id, event = %event_id, "delivered");
-                self.store.complete_job_after_parts(job, Some(&event_id), last_part, follow).await?
+                self.store.complete_job_after_parts(job, Some(&event_id), last_part).await?;
             }
             Err(DeliveryError::Permanent { code, reason }) => {
                 tracing::warn!(job = job.id, code = ?code, error = %reason, "delivery failed for good");
-                self.store.fail_job(job, code.as_ref(), &reason, follow).await?
+                self.store.fail_job(job, code.as_ref(), &reason).await?;
             }
             Err(DeliveryError::Retry { reason, after }) => {
                 if job.attempt >= self.config.max_attempts {
                     let error = format!("gave up after {} attempts: {reason}", job.attempt);
                     tracing::warn!(job = job.id, %error, "delivery failed for good");
-                    self.store.fail_job(job, None, &error, follow).await?
+                    self.store.fail_job(job, None, &error).await?;
                 } else {
                     let delay =
                         backoff(job.attempt, self.config.retry_base, self.config.retry_max).max(after.unwrap_or_default());
                     tracing::info!(job = job.id, attempt = job.attempt, delay_ms = delay.as_millis() as u64, %reason, "will retry");
-                    let held = self.store.reschedule_job(job, now_ms() + delay.as_millis() as i64, &reason).await?;
-                    // Due again later: the worker sets its timer by the next due job.
-                    Recorded { held, next: Vec::new(), left_work: true }
+                    self.store.reschedule_job(job, now_ms() + delay.as_millis() as i64, &reason).await?;
                 }
             }
-        };
+        }
         self.signals.metrics().job_done(job.kind, &job.message_id, &attempt);
         self.signals.changed(&job.message_id);
-        Ok(recorded)
+        Ok(())
     }
 
     async fn deliver_inbound(&self, job: &ClaimedJob) -> Result<String, DeliveryError> {
@@ -362,13 +277,15 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "panic".into())
 }
 
-/// Whether the task that ended left work for a claim (a panicked job's lease simply runs out,
-/// and it is claimed again).
-fn left_work(done: Result<bool, tokio::task::JoinError>) -> bool {
-    done.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "a job's task ended abnormally");
-        true
-    })
+/// The task that ended (a panicked job's lease simply runs out, and it is claimed again).
+fn finished(done: Result<(task::Id, ()), task::JoinError>) -> task::Id {
+    match done {
+        Ok((id, ())) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "a job's task ended abnormally");
+            e.id()
+        }
+    }
 }
 
 fn outbound_record(payload: &str) -> Result<OutboundRecord, DeliveryError> {

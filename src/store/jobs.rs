@@ -101,25 +101,3 @@ pub(super) struct JobKey {
     pub kind: JobKind,
     pub claim_token: String,
 }
-
-/// A write that makes jobs runnable (an accept, a job's end) may claim them at once for the
-/// worker that asks, instead of leaving them for its next claim: `limit` jobs at most, for
-/// `lease_ms`. The common case then takes no claim at all: a message accepted while its lane is
-/// idle, the next message of a busy lane, an outbound message's status report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FollowOn {
-    pub lease_ms: i64,
-    pub limit: usize,
-}
-
-/// What recording a job's outcome did.
-#[derive(Debug, Default, PartialEq)]
-pub struct Recorded {
-    /// False when the lease had been lost (another worker owns the job now): nothing changed.
-    pub held: bool,
-    /// Jobs the write made runnable and claimed for the caller (`FollowOn`), oldest first.
-    pub next: Vec<ClaimedJob>,
-    /// Whether it left a job runnable, now or later, that a claim must take (not claimed
-    /// here: due later, over the limit, or no `FollowOn`).
-    pub left_work: bool,
-}

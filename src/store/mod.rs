@@ -23,7 +23,7 @@ use crate::relay::message::{Contact, Direction, MessageStatus};
 
 pub use admin::{ConversationSummary, HealthFigures, MessageFilter};
 pub use idempotency::{IdempotencyKey, StoredResponse};
-pub use jobs::{ClaimedJob, FollowOn, JobKind, Lane, Recorded};
+pub use jobs::{ClaimedJob, JobKind, Lane};
 pub use outbox_stats::OutboxStats;
 
 /// Why the store could not do what was asked.
@@ -222,20 +222,9 @@ impl Store {
     /// Stores a message and its outbox job in one transaction, or reports a duplicate (also
     /// when another instance stored it a moment before). The answer comes after the commit.
     pub async fn accept(&self, m: &NewMessage<'_>) -> Result<Accepted, StoreError> {
-        Ok(self.accept_claiming(m, None).await?.0)
-    }
-
-    /// Like [`Store::accept`], and with `claim_lease_ms` the new job is claimed for the caller
-    /// for that long in the same transaction when it can run at once (nothing of its contact's
-    /// lane is unfinished): the worker runs it without a claim of its own.
-    pub async fn accept_claiming(
-        &self,
-        m: &NewMessage<'_>,
-        claim_lease_ms: Option<i64>,
-    ) -> Result<(Accepted, Option<ClaimedJob>), StoreError> {
-        let owned = OwnedMessage { prune: self.prune_due(), claim_lease_ms, ..OwnedMessage::from(m) };
+        let owned = OwnedMessage { prune: self.prune_due(), ..OwnedMessage::from(m) };
         match on_engine!(self, e => e.accept(owned).await) {
-            Err(StoreError::AlreadyStored(id)) => Ok((Accepted::Duplicate(id), None)),
+            Err(StoreError::AlreadyStored(id)) => Ok(Accepted::Duplicate(id)),
             other => other,
         }
     }
@@ -253,7 +242,7 @@ impl Store {
     /// The job succeeded: the message is delivered (with the id the other side gave it).
     /// Returns false when the lease had been lost and another worker owns the job now.
     pub async fn complete_job(&self, job: &ClaimedJob, platform_event_id: Option<&str>) -> Result<bool, StoreError> {
-        Ok(self.complete_job_after_parts(job, platform_event_id, None, None).await?.held)
+        self.complete_job_after_parts(job, platform_event_id, None).await
     }
 
     /// Held while this instance fetches a new WeChat access token for `app_id`: instances
@@ -365,14 +354,14 @@ delegate! {
     pub async fn claim_jobs(&self, lease_ms: i64, limit: u32) -> Result<Vec<ClaimedJob>, StoreError>;
     /// The job succeeded: the message is delivered (with the id the other side gave it), and
     /// for an outbound message `last_part` (its number) was the last part this attempt sent: it
-    /// is recorded as `record_part_sent` would, in the same write. `follow`: also claim what
-    /// this made runnable (the lane's next job, the outcome's report).
-    pub async fn complete_job_after_parts(&self, job: &ClaimedJob, platform_event_id: Option<&str>, last_part: Option<i64>, follow: Option<FollowOn>) -> Result<Recorded, StoreError>;
+    /// is recorded as `record_part_sent` would, in the same write. Returns false when the lease
+    /// had been lost and another worker owns the job now.
+    pub async fn complete_job_after_parts(&self, job: &ClaimedJob, platform_event_id: Option<&str>, last_part: Option<i64>) -> Result<bool, StoreError>;
     /// The attempt failed but may succeed later: run again at `due_at`.
     pub async fn reschedule_job(&self, job: &ClaimedJob, due_at: i64, error: &str) -> Result<bool, StoreError>;
     /// The job cannot succeed (a permanent error, or too many attempts): mark it and its message
-    /// `failed`, visible and retryable from the admin API. `follow` as for a completion.
-    pub async fn fail_job(&self, job: &ClaimedJob, code: Option<&ErrorCode>, error: &str, follow: Option<FollowOn>) -> Result<Recorded, StoreError>;
+    /// `failed`, visible and retryable from the admin API.
+    pub async fn fail_job(&self, job: &ClaimedJob, code: Option<&ErrorCode>, error: &str) -> Result<bool, StoreError>;
     /// The job is still running: extend its lease by `lease_ms` from now. False when the lease
     /// was lost (it ran out and another worker claimed the job).
     pub async fn renew_lease(&self, job: &ClaimedJob, lease_ms: i64) -> Result<bool, StoreError>;
@@ -435,8 +424,6 @@ pub(crate) struct OwnedMessage {
     idempotency: Option<OwnedKey>,
     /// Also delete expired nonces and keys with this write (`Store::prune_due`).
     prune: bool,
-    /// Claim the new job for this long when it can run at once (`Store::accept_claiming`).
-    claim_lease_ms: Option<i64>,
 }
 
 /// `IdempotencyKey` owned.
@@ -470,7 +457,6 @@ impl From<&NewMessage<'_>> for OwnedMessage {
                 response_body: k.response_body,
             }),
             prune: false,
-            claim_lease_ms: None,
         }
     }
 }
@@ -870,107 +856,11 @@ mod tests {
             (outbound.direction, outbound.kind) = (Direction::Outbound, JobKind::DeliverOutbound);
             let Accepted::New(out) = store.accept(&outbound).await.unwrap() else { panic!() };
             let delivery = store.claim_jobs(10_000, 10).await.unwrap().pop().unwrap();
-            store.fail_job(&delivery, None, "refused", None).await.unwrap();
+            store.fail_job(&delivery, None, "refused").await.unwrap();
             assert!(store.retry_message(&out).await.unwrap());
             let both = store.claim_jobs(10_000, 10).await.unwrap();
             assert_eq!(both.iter().map(|j| j.kind).collect::<Vec<_>>(), [JobKind::DeliverOutbound, JobKind::ReportStatus]);
             assert!(both.iter().all(|j| j.message.id == out));
-        }
-    }
-
-    /// An accept claims its job for the worker when the job can run at once, and only then;
-    /// the job it returns is what a claim would have returned.
-    #[tokio::test]
-    async fn an_accept_claims_its_job_only_when_its_lane_is_idle() {
-        for (store, _dir) in each_engine().await {
-            let engine = store.engine_name();
-            let (accepted, job) = store.accept_claiming(&text_message("h1", "{}"), Some(10_000)).await.unwrap();
-            let (Accepted::New(first), Some(job)) = (accepted, job) else { panic!("claimed with the accept ({engine})") };
-            assert_eq!((job.message_id.clone(), job.kind, job.attempt), (first.clone(), JobKind::DeliverInbound, 1));
-            assert_eq!(job.message, store.message(&first).await.unwrap(), "{engine}");
-            assert_eq!(job.contact, store.contact(job.contact_id).await.unwrap(), "{engine}");
-            assert_eq!(store.running_jobs().await.unwrap(), 1, "{engine}");
-            assert_eq!(store.claim_jobs(10_000, 10).await.unwrap(), [], "a claim does not take it again ({engine})");
-
-            // The contact's lane is busy: the next message waits its turn.
-            let (accepted, none) = store.accept_claiming(&text_message("h2", "{}"), Some(10_000)).await.unwrap();
-            assert!(matches!(accepted, Accepted::New(_)) && none.is_none(), "{engine}");
-            // A retry of the first is a duplicate and claims nothing.
-            let (accepted, none) = store.accept_claiming(&text_message("h1", "{}"), Some(10_000)).await.unwrap();
-            assert_eq!((accepted, none), (Accepted::Duplicate(first), None), "{engine}");
-            // Another contact's message runs at once; without a lease the accept claims nothing.
-            let mut other = text_message("h3", "{}");
-            other.channel_id = "o_other";
-            assert!(store.accept_claiming(&other, Some(10_000)).await.unwrap().1.is_some(), "{engine}");
-            other.channel_id = "o_third";
-            other.external_id = "h4";
-            assert!(store.accept_claiming(&other, None).await.unwrap().1.is_none(), "{engine}");
-            assert_eq!(store.claim_jobs(10_000, 10).await.unwrap().len(), 1, "only the unclaimed head ({engine})");
-        }
-    }
-
-    /// A job's end claims what it made runnable, up to the limit: the next job of its lane and,
-    /// for an outbound delivery, the report of its outcome; the rest is left to a claim.
-    #[tokio::test]
-    async fn a_jobs_end_claims_the_next_job_of_its_lane_and_its_report() {
-        let follow = |limit| Some(FollowOn { lease_ms: 10_000, limit });
-        for (store, _dir) in each_engine().await {
-            let engine = store.engine_name();
-            let ids: Vec<BridgeMessageId> = futures_util::future::join_all((1..=3).map(|n| {
-                let store = store.clone();
-                async move {
-                    let Accepted::New(id) = store.accept(&text_message(&format!("f{n}"), "{}")).await.unwrap() else { panic!() };
-                    id
-                }
-            }))
-            .await;
-            let mut ids = ids;
-            ids.sort();
-            let first = store.claim_jobs(10_000, 10).await.unwrap().pop().unwrap();
-            assert_eq!(first.message_id, ids[0], "{engine}");
-            store.save_link(first.contact_id, "p", "user", "U1").await.unwrap();
-            let ended = store.complete_job_after_parts(&first, Some("e1"), None, follow(2)).await.unwrap();
-            assert!(ended.held && !ended.left_work, "{engine}: {ended:?}");
-            let [second] = &ended.next[..] else { panic!("the lane's next job ({engine}): {ended:?}") };
-            assert_eq!((&second.message_id, second.attempt), (&ids[1], 1), "{engine}");
-            assert_eq!(second.contact.link("p", "user"), Some("U1"), "as of the end ({engine})");
-            assert_eq!(store.claim_jobs(10_000, 10).await.unwrap(), [], "{engine}");
-            // Without a follow-on the next job is left to a claim, and the end says so.
-            let ended = store.complete_job_after_parts(second, None, None, None).await.unwrap();
-            assert!(ended.held && ended.left_work && ended.next.is_empty(), "{engine}: {ended:?}");
-            let third = store.claim_jobs(10_000, 10).await.unwrap().pop().unwrap();
-            assert_eq!(third.message_id, ids[2], "{engine}");
-            // A lost lease records nothing and claims nothing.
-            let mut stale = third.clone();
-            stale.claim_token = "someone else".into();
-            assert_eq!(store.complete_job_after_parts(&stale, None, None, follow(2)).await.unwrap(), Recorded::default());
-            let ended = store.fail_job(&third, None, "refused", follow(2)).await.unwrap();
-            assert!(ended.held && !ended.left_work && ended.next.is_empty(), "the lane is empty ({engine})");
-
-            // Two replies: the first's end claims the second and the first's report (limit 2),
-            // or only the second (limit 1), leaving the report to a claim.
-            let mut outbound = text_message("o1", "{}");
-            (outbound.direction, outbound.kind, outbound.channel_id) = (Direction::Outbound, JobKind::DeliverOutbound, "o_out");
-            store.accept(&outbound).await.unwrap();
-            outbound.external_id = "o2";
-            store.accept(&outbound).await.unwrap();
-            let reply = store.claim_jobs(10_000, 10).await.unwrap().pop().unwrap();
-            let ended = store.complete_job_after_parts(&reply, None, Some(1), follow(2)).await.unwrap();
-            let kinds: Vec<_> = ended.next.iter().map(|j| (j.kind, j.message_id == reply.message_id)).collect();
-            assert_eq!(kinds, [(JobKind::DeliverOutbound, false), (JobKind::ReportStatus, true)], "{engine}");
-            assert!(!ended.left_work, "{engine}");
-            let (next_reply, report) = (&ended.next[0], &ended.next[1]);
-            assert!(store.complete_job(report, None).await.unwrap());
-            outbound.external_id = "o3";
-            store.accept(&outbound).await.unwrap();
-            let ended = store.complete_job_after_parts(next_reply, None, Some(1), follow(1)).await.unwrap();
-            assert_eq!(ended.next.iter().map(|j| j.kind).collect::<Vec<_>>(), [JobKind::DeliverOutbound], "{engine}");
-            assert!(ended.left_work, "the report is left to a claim ({engine})");
-            let left = store.claim_jobs(10_000, 10).await.unwrap();
-            assert_eq!(
-                left.iter().map(|j| (j.kind, &j.message_id)).collect::<Vec<_>>(),
-                [(JobKind::ReportStatus, &next_reply.message_id)]
-            );
         }
     }
 

@@ -436,30 +436,3 @@ async fn json_logs_carry_the_bridge_message_id_from_accept_to_delivery() {
     assert_eq!(delivered["span"]["kind"], "deliver_inbound", "{delivered}");
     assert_eq!(delivered["spans"][0]["bridge_message_id"], id.as_str(), "{delivered}");
 }
-
-/// Most jobs reach the worker without a claim: a message whose contact has nothing waiting is
-/// claimed by its own accept, and the next message of a busy contact by the end of the job
-/// before it. The worker's own claim takes the rest (here: a retry coming due).
-#[tokio::test]
-async fn jobs_reach_the_worker_from_their_accept_or_the_job_before_them() {
-    let app = spawn_app_with(WorkerMode::Background, |env| {
-        env.insert("BRIDGE_RETRY_BASE_MS".into(), "2000".into());
-    })
-    .await;
-    const STARTED: &str = "bridge_outbox_jobs_started_total";
-    let openid = "o_metrics_handoff";
-    app.platform_fails_next(1, 503, None);
-    assert_eq!(app.push(&app.wechat.text(openid, "one"), PushMode::Safe).await.status, 200);
-    wait_value(&app, ATTEMPTS, &[("kind", "deliver_inbound"), ("outcome", "retry")], 1.0).await;
-    // The first waits 1–2 s for its retry: the next two queue behind it.
-    for text in ["two", "three"] {
-        assert_eq!(app.push(&app.wechat.text(openid, text), PushMode::Safe).await.status, 200);
-    }
-    let s = wait_value(&app, DELIVERED, &[("direction", "inbound")], 3.0).await;
-    assert_eq!(s.value(STARTED, &[("how", "accepted")]), 1.0, "the first, at its accept");
-    assert_eq!(s.value(STARTED, &[("how", "claimed")]), 1.0, "the first's retry");
-    assert_eq!(s.value(STARTED, &[("how", "followed")]), 2.0, "the second and third, each at the end of the one before");
-    let texts: Vec<String> =
-        app.wechat_events().iter().map(|(_, e)| e["body"]["content"].as_str().unwrap().to_string()).collect();
-    assert_eq!(texts, ["one", "two", "three"], "in order");
-}

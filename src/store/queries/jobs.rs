@@ -2,43 +2,41 @@
 
 use std::collections::HashMap;
 
-use super::super::{Conn, DbRow, Engine, Row, dialect, query};
+use super::super::{Conn, Engine, Row, dialect, query};
 use super::{contact_from_row, count_window_send, lock_contact, message_from_row, select_contacts, select_messages};
 use crate::relay::ids::{BridgeMessageId, ContactId, ErrorCode};
 use crate::relay::message::{Contact, ContactLinks};
-use crate::store::jobs::{FollowOn, JobKey, Recorded};
+use crate::store::jobs::JobKey;
 use crate::store::{ClaimedJob, JobKind, MessageRecord, StoreError, now_ms};
 
-/// Queues a job; returns its id when it is the head of its lane (runnable at once).
 pub(super) async fn insert(
     tx: &mut Conn,
     message_id: &BridgeMessageId,
     contact_id: ContactId,
     kind: JobKind,
     now: i64,
-) -> Result<Option<i64>, StoreError> {
+) -> Result<(), StoreError> {
     // The head of its lane when nothing older of the contact is unfinished (see `claim_on`).
     // The caller holds the contact's row (accept's upsert, `end_job`'s lock).
-    let row = query(
+    query(
         "INSERT INTO jobs (message_id, contact_id, lane, kind, state, due_at, created_at, head)
          VALUES ($1, $2, $3, $4, 'pending', $5, $5, CASE WHEN EXISTS (
-             SELECT 1 FROM jobs e WHERE e.contact_id = $2 AND e.lane = $3 AND e.state IN ('pending', 'running')) THEN 0 ELSE 1 END)
-         RETURNING id, head",
+             SELECT 1 FROM jobs e WHERE e.contact_id = $2 AND e.lane = $3 AND e.state IN ('pending', 'running')) THEN 0 ELSE 1 END)",
     )
     .bind(message_id)
     .bind(contact_id)
     .bind(kind.lane().as_str())
     .bind(kind.as_str())
     .bind(now)
-    .fetch_one(&mut *tx)
+    .execute(&mut *tx)
     .await?;
-    Ok((row.get::<i64, _>(1) == 1).then(|| row.get(0)))
+    Ok(())
 }
 
 /// Ends `job` as `state` (`done` or `failed`, with `error`) if this claim still holds it; the
 /// oldest unfinished job left in its contact's lane becomes the head, free to be claimed.
-/// `None` when the lease had been lost; else the new head's id, if any.
-async fn end_job(tx: &mut Conn, job: &JobKey, state: &str, error: Option<&str>) -> Result<Option<Option<i64>>, StoreError> {
+/// False when the lease had been lost.
+async fn end_job(tx: &mut Conn, job: &JobKey, state: &str, error: Option<&str>) -> Result<bool, StoreError> {
     // First the contact, then its jobs: the order every writer of heads takes them in.
     lock_contact(tx, job.contact_id).await?;
     let ended = query(
@@ -53,41 +51,26 @@ async fn end_job(tx: &mut Conn, job: &JobKey, state: &str, error: Option<&str>) 
     .await?
     .rows_affected()
         == 1;
-    if !ended {
-        return Ok(None);
+    if ended {
+        query(
+            "UPDATE jobs SET head = 1 WHERE id = (
+                 SELECT MIN(id) FROM jobs WHERE contact_id = $1 AND lane = $2 AND state IN ('pending', 'running'))",
+        )
+        .bind(job.contact_id)
+        .bind(job.kind.lane().as_str())
+        .execute(&mut *tx)
+        .await?;
     }
-    let head = query(
-        "UPDATE jobs SET head = 1 WHERE id = (
-             SELECT MIN(id) FROM jobs WHERE contact_id = $1 AND lane = $2 AND state IN ('pending', 'running'))
-         RETURNING id",
-    )
-    .bind(job.contact_id)
-    .bind(job.kind.lane().as_str())
-    .fetch_optional(&mut *tx)
-    .await?;
-    Ok(Some(head.map(|row| row.get(0))))
+    Ok(ended)
 }
 
 /// An outbound message's outcome goes back to the platform: queued in the same transaction
-/// that records it, so a crash cannot lose the report. Returns the report's job when it is
-/// the head of its lane.
-async fn report_outcome(tx: &mut Conn, job: &JobKey) -> Result<Option<i64>, StoreError> {
+/// that records it, so a crash cannot lose the report.
+async fn report_outcome(tx: &mut Conn, job: &JobKey) -> Result<(), StoreError> {
     if job.kind == JobKind::DeliverOutbound {
-        return insert(tx, &job.message_id, job.contact_id, JobKind::ReportStatus, now_ms()).await;
+        insert(tx, &job.message_id, job.contact_id, JobKind::ReportStatus, now_ms()).await?;
     }
-    Ok(None)
-}
-
-/// The end of a job's write: claims what it made runnable (`runnable`, heads of their lanes)
-/// for the caller as far as `follow` allows, and says whether it left any for a claim.
-async fn follow_on(tx: &mut Conn, runnable: &[i64], follow: Option<FollowOn>) -> Result<Recorded, StoreError> {
-    let next = match follow {
-        Some(f) if !runnable.is_empty() && f.limit > 0 => {
-            claim_ids(tx, &runnable[..runnable.len().min(f.limit)], f.lease_ms).await?
-        }
-        _ => Vec::new(),
-    };
-    Ok(Recorded { held: true, left_work: next.len() < runnable.len(), next })
+    Ok(())
 }
 
 impl Engine {
@@ -100,15 +83,13 @@ impl Engine {
         job: &ClaimedJob,
         platform_event_id: Option<&str>,
         last_part: Option<i64>,
-        follow: Option<FollowOn>,
-    ) -> Result<Recorded, StoreError> {
+    ) -> Result<bool, StoreError> {
         let (job, event) = (job.key(), platform_event_id.map(str::to_string));
         self.write(move |tx| {
             let (job, event) = (job.clone(), event.clone());
             Box::pin(async move {
-                let Some(head) = end_job(tx, &job, "done", None).await? else { return Ok(Recorded::default()) };
-                let mut runnable: Vec<i64> = head.into_iter().collect();
-                if job.kind.decides_message_status() {
+                let done = end_job(tx, &job, "done", None).await?;
+                if done && job.kind.decides_message_status() {
                     query(
                         "UPDATE messages SET status = 'delivered', delivered_at = $1, platform_event_id = COALESCE($2, platform_event_id),
                          last_error = NULL, error_code = NULL, parts_sent = COALESCE($3, parts_sent) WHERE id = $4",
@@ -123,9 +104,9 @@ impl Engine {
                         // The last part counts against the reply window like the others.
                         count_window_send(tx, job.contact_id).await?;
                     }
-                    runnable.extend(report_outcome(tx, &job).await?);
+                    report_outcome(tx, &job).await?;
                 }
-                follow_on(tx, &runnable, follow).await
+                Ok(done)
             })
         })
         .await
@@ -166,24 +147,22 @@ impl Engine {
         job: &ClaimedJob,
         code: Option<&ErrorCode>,
         error: &str,
-        follow: Option<FollowOn>,
-    ) -> Result<Recorded, StoreError> {
+    ) -> Result<bool, StoreError> {
         let (job, code, error) = (job.key(), code.cloned(), error.to_string());
         self.write(move |tx| {
             let (job, code, error) = (job.clone(), code.clone(), error.clone());
             Box::pin(async move {
-                let Some(head) = end_job(tx, &job, "failed", Some(&error)).await? else { return Ok(Recorded::default()) };
-                let mut runnable: Vec<i64> = head.into_iter().collect();
-                if job.kind.decides_message_status() {
+                let failed = end_job(tx, &job, "failed", Some(&error)).await?;
+                if failed && job.kind.decides_message_status() {
                     query("UPDATE messages SET status = 'failed', last_error = $1, error_code = $2 WHERE id = $3")
                         .bind(&error)
                         .bind(&code)
                         .bind(&job.message_id)
                         .execute(&mut *tx)
                         .await?;
-                    runnable.extend(report_outcome(tx, &job).await?);
+                    report_outcome(tx, &job).await?;
                 }
-                follow_on(tx, &runnable, follow).await
+                Ok(failed)
             })
         })
         .await
@@ -305,36 +284,6 @@ async fn claim_on(tx: &mut Conn, lease_ms: i64, limit: u32) -> Result<Vec<Claime
     let token = uuid::Uuid::new_v4().to_string();
     let rows =
         query(dialect::CLAIM).bind(now + lease_ms).bind(&token).bind(now).bind(i64::from(limit)).fetch_all(&mut *tx).await?;
-    load_claimed(tx, &token, rows).await
-}
-
-/// Claims these jobs, each if it is still a pending head and due (the write that made it one
-/// is the caller's, in this transaction), by id: no search for due heads.
-pub(super) async fn claim_ids(tx: &mut Conn, ids: &[i64], lease_ms: i64) -> Result<Vec<ClaimedJob>, StoreError> {
-    let now = now_ms();
-    let token = uuid::Uuid::new_v4().to_string();
-    let mut rows = Vec::with_capacity(ids.len());
-    for &id in ids {
-        rows.extend(
-            query(
-                "UPDATE jobs SET state = 'running', due_at = $1, claim_token = $2, attempts = attempts + 1
-                 WHERE id = $3 AND head = 1 AND state = 'pending' AND due_at <= $4
-                 RETURNING id, message_id, contact_id, kind, attempts",
-            )
-            .bind(now + lease_ms)
-            .bind(&token)
-            .bind(id)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?,
-        );
-    }
-    load_claimed(tx, &token, rows).await
-}
-
-/// The jobs `token` just claimed (`rows`: id, message_id, contact_id, kind, attempts) with
-/// their messages and contacts, oldest first.
-async fn load_claimed(tx: &mut Conn, token: &str, rows: Vec<DbRow>) -> Result<Vec<ClaimedJob>, StoreError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -345,12 +294,12 @@ async fn load_claimed(tx: &mut Conn, token: &str, rows: Vec<DbRow>) -> Result<Ve
         "UPDATE messages SET attempts = j.attempts FROM jobs j
          WHERE j.message_id = messages.id AND j.claim_token = $1 AND j.kind != 'report_status'",
     )
-    .bind(token)
+    .bind(&token)
     .execute(&mut *tx)
     .await?;
     let messages: HashMap<BridgeMessageId, MessageRecord> =
         query(select_messages!("JOIN jobs j ON j.message_id = m.id WHERE j.claim_token = $1"))
-            .bind(token)
+            .bind(&token)
             .fetch_all(&mut *tx)
             .await?
             .iter()
@@ -364,7 +313,7 @@ async fn load_claimed(tx: &mut Conn, token: &str, rows: Vec<DbRow>) -> Result<Ve
         "SELECT DISTINCT l.contact_id, l.platform, l.kind, l.value FROM contact_links l
          JOIN jobs j ON j.contact_id = l.contact_id WHERE j.claim_token = $1",
     )
-    .bind(token)
+    .bind(&token)
     .fetch_all(&mut *tx)
     .await?
     {
@@ -372,7 +321,7 @@ async fn load_claimed(tx: &mut Conn, token: &str, rows: Vec<DbRow>) -> Result<Ve
     }
     let contacts: HashMap<ContactId, Contact> =
         query(select_contacts!("JOIN jobs j ON j.contact_id = c.id WHERE j.claim_token = $1"))
-            .bind(token)
+            .bind(&token)
             .fetch_all(&mut *tx)
             .await?
             .iter()
@@ -398,7 +347,7 @@ async fn load_claimed(tx: &mut Conn, token: &str, rows: Vec<DbRow>) -> Result<Ve
             attempt: row.get::<i64, _>(4) as u32,
             message,
             contact,
-            claim_token: token.to_string(),
+            claim_token: token.clone(),
         });
     }
     jobs.sort_by_key(|j| j.id);

@@ -14,15 +14,15 @@ mod tokens;
 use super::{Conn, DbRow, Engine, Row, dialect, query};
 use crate::relay::ids::{BridgeMessageId, ContactId};
 use crate::relay::message::{Contact, Direction};
-use crate::store::{Accepted, ClaimedJob, MessageRecord, NewMessage, OwnedMessage, StoreError, WindowChange, now_ms};
+use crate::store::{Accepted, MessageRecord, NewMessage, OwnedMessage, StoreError, WindowChange, now_ms};
 
 impl Engine {
-    pub(in crate::store) async fn accept(&self, owned: OwnedMessage) -> Result<(Accepted, Option<ClaimedJob>), StoreError> {
+    pub(in crate::store) async fn accept(&self, owned: OwnedMessage) -> Result<Accepted, StoreError> {
         // Shared, not copied, with each run of the write (a batch may run it twice).
         let owned = std::sync::Arc::new(owned);
         self.write(move |conn| {
             let owned = owned.clone();
-            Box::pin(async move { accept_on(conn, &owned.borrow(), owned.prune, owned.claim_lease_ms).await })
+            Box::pin(async move { accept_on(conn, &owned.borrow(), owned.prune).await })
         })
         .await
     }
@@ -216,16 +216,10 @@ async fn stored_id(tx: &mut Conn, source: &str, external_id: &str) -> Result<Opt
 /// the unique constraints decide, and the loser reports the winner's message as a duplicate
 /// (`StoreError::AlreadyStored` undoes everything this attempt wrote).
 /// `prune`: also delete the expired nonces and keys (housekeeping, done at most once a second;
-/// an expired one still present is simply replaced). `claim_lease_ms`: claim the new job for
-/// the caller when it can run at once (the head of its lane).
-async fn accept_on(
-    tx: &mut Conn,
-    m: &NewMessage<'_>,
-    prune: bool,
-    claim_lease_ms: Option<i64>,
-) -> Result<(Accepted, Option<ClaimedJob>), StoreError> {
+/// an expired one still present is simply replaced).
+async fn accept_on(tx: &mut Conn, m: &NewMessage<'_>, prune: bool) -> Result<Accepted, StoreError> {
     if let Some(id) = stored_id(tx, m.source, m.external_id).await? {
-        return Ok((Accepted::Duplicate(id), None));
+        return Ok(Accepted::Duplicate(id));
     }
     let now = now_ms();
     if let Some(nonce) = m.nonce {
@@ -295,15 +289,11 @@ async fn accept_on(
         let winner = stored_id(tx, m.source, m.external_id).await?;
         return Err(winner.map_or_else(|| StoreError::NotFound(format!("message {}", m.external_id)), StoreError::AlreadyStored));
     }
-    let head = jobs::insert(tx, &id, contact_id, m.kind, now).await?;
+    jobs::insert(tx, &id, contact_id, m.kind, now).await?;
     if let Some(key) = &m.idempotency {
         idempotency::record(tx, key, &id, now, prune).await?;
     }
-    let claimed = match (head, claim_lease_ms) {
-        (Some(job), Some(lease_ms)) => jobs::claim_ids(tx, &[job], lease_ms).await?.pop(),
-        _ => None,
-    };
-    Ok((Accepted::New(id), claimed))
+    Ok(Accepted::New(id))
 }
 
 /// Applies an inbound message's effect on the contact's reply window.
