@@ -6,12 +6,22 @@
 //! - `push`: the whole check-decrypt-parse of a push as the webhook does it;
 //! - `event`: the event bodies built for a customer message (webhook platform, Vonage);
 //! - `sign`: the Standard Webhooks signature of each event sent to the app;
-//! - `jwt`: minting a Vonage application JWT (RS256), verifying an RTC webhook's JWT (HS256).
+//! - `jwt`: minting a Vonage application JWT (RS256), verifying an RTC webhook's JWT (HS256);
+//! - `store`: the store's share of relaying a customer message (accept with its nonce, contact,
+//!   window, message and job; the claim; the job's end) on an SQLite file with the bridge's
+//!   settings (WAL, `synchronous = FULL`): one message at a time (each write its own commit,
+//!   a quiet bridge) and 64 customers' messages at once (group commits, as under load). The
+//!   writer thread is the bridge's bottleneck under load; this times it alone.
 
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use futures_util::future::join_all;
 use wechat_bridge::relay::message::Contact;
+use wechat_bridge::relay::message::Direction;
+use wechat_bridge::store::{JobKind, NewMessage, RequestNonce, Store, WindowChange};
 use wechat_bridge::wechat::crypto::MessageCrypto;
 use wechat_bridge::wechat::message::{self, Body, Push};
 use wechat_bridge::wechat::signature;
@@ -130,5 +140,60 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-criterion_group!(benches, wechat, events, jwt);
+fn store(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let store = runtime.block_on(async {
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+    });
+    let sent = AtomicU64::new(0);
+    let mut group = c.benchmark_group("store");
+    for customers in [1, 64] {
+        let name = if customers == 1 { "relay_one_message".to_string() } else { format!("relay_{customers}_messages_at_once") };
+        group.throughput(Throughput::Elements(customers as u64));
+        group.bench_function(name, |b| b.iter(|| runtime.block_on(relay(&store, &sent, customers))));
+    }
+    group.finish();
+}
+
+/// One message from each of `customers` customers: accepted together, claimed in one claim,
+/// their jobs ended together.
+async fn relay(store: &Store, sent: &AtomicU64, customers: usize) {
+    let accepts = (0..customers).map(|customer| {
+        let n = sent.fetch_add(1, Ordering::Relaxed);
+        async move {
+            let (openid, msg_id, nonce) = (format!("o_bench_customer_{customer:04}"), n.to_string(), format!("{n}:nonce"));
+            let payload = format!(
+                r#"{{"account":"{ACCOUNT}","sender":"{openid}","msg_type":"text","msg_id":"{msg_id}","create_time":1714036504,"content":"你好，我想问一下我的订单什么时候发货？Order 2024-0042, thanks!"}}"#
+            );
+            let until_ms = wechat_bridge::store::now_ms() + 48 * 3_600_000;
+            store
+                .accept(&NewMessage {
+                    channel: "wechat",
+                    channel_id: &openid,
+                    account: ACCOUNT,
+                    direction: Direction::Inbound,
+                    source: "wechat",
+                    external_id: &format!("{openid}:{msg_id}"),
+                    msg_type: "text",
+                    payload: &payload,
+                    kind: JobKind::DeliverInbound,
+                    window: WindowChange::Open { until_ms, quota: 5 },
+                    nonce: Some(RequestNonce { value: &nonce, retain_ms: 600_000 }),
+                    idempotency: None,
+                })
+                .await
+                .unwrap()
+        }
+    });
+    join_all(accepts).await;
+    let jobs = store.claim_jobs(10_000, customers as u32).await.unwrap();
+    assert_eq!(jobs.len(), customers, "every message claimed");
+    join_all(jobs.iter().map(|job| store.complete_job(job, Some("evt")))).await;
+}
+
+criterion_group!(benches, wechat, events, jwt, store);
 criterion_main!(benches);

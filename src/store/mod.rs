@@ -864,6 +864,65 @@ mod tests {
         }
     }
 
+    /// Each way a message changes its contact's reply window, on a new and on a known contact.
+    #[tokio::test]
+    async fn a_message_opens_extends_keeps_or_closes_its_contacts_window() {
+        for (store, _dir) in each_engine().await {
+            let engine = store.engine_name();
+            let window = |openid: &'static str| {
+                let store = store.clone();
+                async move {
+                    let c = store.contact_by_channel_id("wechat", openid).await.unwrap().unwrap();
+                    (c.window_until, c.window_quota, c.window_sends)
+                }
+            };
+            let mut n = 0;
+            let mut send = |openid: &'static str, change: WindowChange| {
+                n += 1;
+                let mut m = text_message(&format!("w{n}"), "{}");
+                (m.channel_id, m.window) = (openid, change);
+                let store = store.clone();
+                async move { store.accept(&m).await.unwrap() }
+            };
+            let t = 5_000_000_000_000;
+            let (open, longer) = (
+                |until_ms| WindowChange::Open { until_ms, quota: 5 },
+                |until_ms| WindowChange::OpenUnlessLonger { until_ms, quota: 3 },
+            );
+
+            send("o_keep", WindowChange::Keep).await;
+            assert_eq!(window("o_keep").await, (None, None, 0), "{engine}");
+            send("o_new_open", open(t)).await;
+            assert_eq!(window("o_new_open").await, (Some(t), Some(5), 0), "{engine}");
+            send("o_new_longer", longer(t)).await;
+            assert_eq!(window("o_new_longer").await, (Some(t), Some(3), 0), "{engine}");
+            let before = now_ms();
+            send("o_new_close", WindowChange::Close).await;
+            let (until, quota, _) = window("o_new_close").await;
+            assert!(until.unwrap() >= before && until.unwrap() <= now_ms() && quota.is_none(), "{engine}");
+
+            // A known contact with two replies sent in its window.
+            let Accepted::New(id) = send("o_known", open(t)).await else { panic!() };
+            let contact = store.contact_by_channel_id("wechat", "o_known").await.unwrap().unwrap();
+            store.record_part_sent(&id, contact.id, 1).await.unwrap();
+            store.record_part_sent(&id, contact.id, 2).await.unwrap();
+            assert_eq!(window("o_known").await, (Some(t), Some(5), 2), "{engine}");
+            send("o_known", WindowChange::Keep).await;
+            assert_eq!(window("o_known").await, (Some(t), Some(5), 2), "kept ({engine})");
+            send("o_known", longer(t - 1)).await;
+            assert_eq!(window("o_known").await, (Some(t), Some(5), 2), "a shorter window changes nothing ({engine})");
+            send("o_known", longer(t + 1)).await;
+            assert_eq!(window("o_known").await, (Some(t + 1), Some(3), 0), "a longer one replaces it ({engine})");
+            send("o_known", open(t - 10)).await;
+            assert_eq!(window("o_known").await, (Some(t - 10), Some(5), 0), "a new window, even shorter ({engine})");
+            let before = now_ms();
+            send("o_known", WindowChange::Close).await;
+            let (until, quota, sends) = window("o_known").await;
+            assert!(until.unwrap() >= before && until.unwrap() <= now_ms(), "{engine}");
+            assert_eq!((quota, sends), (Some(5), 0), "closing keeps the rest ({engine})");
+        }
+    }
+
     #[tokio::test]
     async fn a_status_report_does_not_overwrite_its_messages_attempts() {
         for (store, _dir) in each_engine().await {
