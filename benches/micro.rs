@@ -14,13 +14,11 @@
 //!   writer thread is the bridge's bottleneck under load; this times it alone.
 
 use std::hint::black_box;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::future::join_all;
-use wechat_bridge::relay::message::Contact;
-use wechat_bridge::relay::message::Direction;
+use wechat_bridge::relay::message::{Contact, Direction};
 use wechat_bridge::store::{JobKind, NewMessage, RequestNonce, Store, WindowChange};
 use wechat_bridge::wechat::crypto::MessageCrypto;
 use wechat_bridge::wechat::message::{self, Body, Push};
